@@ -1,0 +1,122 @@
+"""Functional optimizers: pure update rules over pytrees.
+
+An optimizer is a pair of pure functions: ``state = opt.init(params)`` and
+``params, state = opt.update(params, grads, state)``. Nothing passed in is mutated; the
+state is an immutable named tuple (a pytree, so it can be checkpointed) that counts steps.
+
+The rules, as in the lab report (``t`` the step, ``lr_t`` the learning rate at step ``t``):
+
+- SGD:       ``theta <- theta - lr_t g``
+- momentum:  ``v <- mu v + g;  theta <- theta - lr_t v``   (``v`` starts at zero)
+
+``lr`` is a number or a schedule ``step -> lr`` called with the number of updates made so
+far (0 for the first). Parameter dtypes are kept: float32 parameters stay float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import attrs
+import numpy as np
+
+from tapegrad.pytree import leaf_paths, tree_leaves, tree_map
+
+__all__ = ["MomentumState", "Optimizer", "SGDState", "momentum", "sgd"]
+
+Schedule = Callable[[int], float]
+
+
+class SGDState(NamedTuple):
+    """State of :func:`sgd`: the number of updates made."""
+
+    step: int
+
+
+class MomentumState(NamedTuple):
+    """State of :func:`momentum`: the number of updates made and the velocity tree."""
+
+    step: int
+    velocity: Any
+
+
+@attrs.frozen
+class Optimizer:
+    """An ``init``/``update`` pair of pure functions (see the module docstring)."""
+
+    init: Callable[[Any], Any]
+    update: Callable[[Any, Any, Any], tuple[Any, Any]]
+
+
+def _learning_rate(lr: float | Schedule, step: int) -> float:
+    value = lr(step) if callable(lr) else lr
+    value = float(value)  # a Python float never widens float32 parameters
+    if not np.isfinite(value):
+        raise ValueError(f"learning rate at step {step} is {value}")
+    return value
+
+
+def _check_lr(lr: float | Schedule) -> None:
+    if not callable(lr) and not (isinstance(lr, (int, float, np.number)) and lr > 0):
+        raise ValueError(f"lr must be a positive number or a callable step -> lr, got {lr!r}")
+
+
+def _check_grads(params: Any, grads: Any) -> None:
+    """Same structure and, leaf by leaf, the same shape (broadcasting would hide a bug)."""
+    tree_map(lambda p, g: None, params, grads)  # raises ValueError where the trees differ
+    for path, p, g in zip(
+        leaf_paths(params, "params"), tree_leaves(params), tree_leaves(grads), strict=True
+    ):
+        if np.shape(p) != np.shape(g):
+            raise ValueError(
+                f"update: the gradient of {path} has shape {np.shape(g)}, "
+                f"the parameter has shape {np.shape(p)}"
+            )
+
+
+def _step(p: Any, d: Any, lr: float) -> Any:
+    p = np.asarray(p)
+    return (p - lr * np.asarray(d)).astype(p.dtype, copy=False)
+
+
+def sgd(lr: float | Schedule) -> Optimizer:
+    """Plain stochastic gradient descent: ``theta <- theta - lr_t g``."""
+    _check_lr(lr)
+
+    def init(params: Any) -> SGDState:
+        return SGDState(step=0)
+
+    def update(params: Any, grads: Any, state: SGDState) -> tuple[Any, SGDState]:
+        _check_grads(params, grads)
+        step = int(state.step)
+        rate = _learning_rate(lr, step)
+        new = tree_map(lambda p, g: _step(p, g, rate), params, grads)
+        return new, SGDState(step=step + 1)
+
+    return Optimizer(init, update)
+
+
+def momentum(lr: float | Schedule, mu: float = 0.9) -> Optimizer:
+    """SGD with momentum: ``v <- mu v + g;  theta <- theta - lr_t v``."""
+    _check_lr(lr)
+    if not 0 <= mu < 1:
+        raise ValueError(f"momentum: mu must lie in [0, 1), got {mu}")
+    mu = float(mu)
+
+    def init(params: Any) -> MomentumState:
+        return MomentumState(step=0, velocity=tree_map(np.zeros_like, params))
+
+    def update(params: Any, grads: Any, state: MomentumState) -> tuple[Any, MomentumState]:
+        _check_grads(params, grads)
+        step = int(state.step)
+        rate = _learning_rate(lr, step)
+        velocity = tree_map(
+            lambda v, g: (mu * np.asarray(v) + np.asarray(g)).astype(np.asarray(v).dtype, copy=False),
+            state.velocity,
+            grads,
+        )
+        new = tree_map(lambda p, v: _step(p, v, rate), params, velocity)
+        return new, MomentumState(step=step + 1, velocity=velocity)
+
+    return Optimizer(init, update)

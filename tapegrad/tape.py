@@ -1,0 +1,374 @@
+"""Traced values, the records a primitive appends, the tape that holds them, and ``bind``.
+
+This module is the forward half of tapegrad, read top to bottom:
+
+1. A :class:`Tape` is a Wengert list: an ordered list of :class:`Record` objects, one per
+   primitive call that depended on the differentiated argument. Each transform
+   (``grad``, ``vjp``, ``make_tape``) opens a fresh tape and pushes it onto the *tape stack*
+   of the current context (a :class:`contextvars.ContextVar`), so nested transforms,
+   threads and asyncio tasks never see each other's records.
+2. A :class:`Traced` value is a numpy value boxed with the tape it belongs to and its node
+   number on that tape (``v7`` when printed). It has no backward method and no ``.grad``.
+3. :func:`bind` runs one primitive. With no traced argument it is the plain numpy call.
+   Otherwise it unboxes the arguments that belong to the innermost tape, computes the
+   result (recursively, so values traced by an *outer* tape are recorded there too), appends
+   one immutable :class:`Record` and returns the boxed result.
+
+Nesting works by levels: every tape gets an increasing id, the innermost tape of a
+``grad(grad(f))`` has the larger one, and a value boxed by both is a ``Traced`` whose
+value is itself a ``Traced``. Recording at the innermost level first keeps the two
+derivatives apart (no perturbation confusion).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import numpy as np
+
+__all__ = ["Primitive", "Record", "Tape", "Traced", "active_tapes", "bind", "current_tape"]
+
+
+@attrs.frozen(eq=False, repr=False)
+class Primitive:
+    """One entry of the primitive table.
+
+    ``forward(*args, **params)`` computes the numpy result; ``vjp(i, g, ans, *args,
+    **params)`` returns the cotangent of argument ``i`` given the output cotangent ``g``,
+    the output value ``ans`` and the inputs. VJP rules are written with tapegrad's own ops,
+    so they are themselves traced when the cotangent or the residuals are. A rule may return
+    ``None`` for an argument that has no derivative (a boolean condition, say). It never
+    undoes broadcasting or casts: the interpreter does both, in one place.
+    """
+
+    name: str
+    forward: Callable[..., Any]
+    vjp: Callable[..., Any]
+
+    def __repr__(self) -> str:
+        return f"<primitive {self.name}>"
+
+
+@attrs.frozen(eq=False, repr=False)
+class Record:
+    """One line of the Wengert list: ``v{out} = {primitive}(args...)``.
+
+    Attributes:
+        primitive: the :class:`Primitive` that ran.
+        args: the inputs as the primitive saw them (numpy values; values traced by an outer
+            tape stay boxed). They are the residuals of the VJP.
+        params: keyword parameters (``axis``, ``shape``, ...), never differentiated.
+        parents: for each input, its node number on this tape, or ``None`` for a constant.
+        out: the node number of the output.
+        ans: the output value (also a residual: ``exp``'s VJP is ``g * ans``).
+    """
+
+    primitive: Primitive
+    args: tuple
+    params: dict
+    parents: tuple
+    out: int
+    ans: Any
+
+    def __repr__(self) -> str:
+        return _format_record(self)
+
+
+class Traced:
+    """A value that depends on the differentiated argument of the enclosing transform.
+
+    Behaves like a read-only numpy array under tapegrad's ops and Python's operators.
+    Comparisons give plain boolean arrays. It cannot be turned into a numpy array
+    (that would silently drop the derivative): use ``tg.stop_gradient`` for that.
+    """
+
+    __slots__ = ("_node", "_tape", "_value")
+    __array_priority__ = 1000.0
+
+    def __init__(self, value: Any, tape: Tape, node: int) -> None:
+        self._value = value
+        self._tape = tape
+        self._node = node
+
+    # numpy-like metadata; the value may itself be Traced (nested transforms)
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return np.shape(self._value) if type(self._value) is not Traced else self._value.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        v = self._value
+        return v.dtype if hasattr(v, "dtype") else np.result_type(v)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d traced value")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"Traced(v{self._node}, shape={self.shape}, dtype={self.dtype}, "
+            f"tape={self._tape.id}, value={_concrete(self)!r})"
+        )
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise TypeError(
+            f"a traced value (v{self._node}, shape {self.shape}, {self.dtype}) cannot be "
+            "converted to a numpy array inside a tapegrad transform: that would drop its "
+            "derivative. Use tapegrad's ops (tg.exp, tg.sum, ...) on it, or "
+            "tg.stop_gradient(x) if you really want a constant."
+        )
+
+    def __float__(self) -> float:
+        raise TypeError(
+            f"float() of a traced value (v{self._node}, shape {self.shape}) would drop its "
+            "derivative; return it through has_aux=True or call tg.stop_gradient first"
+        )
+
+    __int__ = __float__
+    __index__ = __float__
+    __complex__ = __float__
+
+    def __bool__(self) -> bool:
+        return bool(_concrete(self))
+
+    # Operators and methods are attached by tapegrad.ops, which holds the primitives.
+
+
+def _concrete(x: Any) -> Any:
+    """Strip every level of boxing: the plain numpy value underneath."""
+    while type(x) is Traced:
+        x = x._value
+    return x
+
+
+class Tape:
+    """The Wengert list of one transform call: its inputs and its records, in order.
+
+    ``len(tape)`` is the number of records, iterating gives them, and ``str(tape)`` prints
+    one record a line: ``v7 = matmul(v3, v5)   # (128, 100) float32``.
+    """
+
+    __slots__ = ("_count", "debug_nans", "id", "input_names", "inputs", "live", "output", "records")
+
+    _ids = itertools.count(1)
+
+    def __init__(self, debug_nans: bool = False) -> None:
+        self.id = next(Tape._ids)
+        self.records: list[Record] = []
+        self.inputs: list[Traced] = []
+        self.input_names: list[str] = []
+        self.output: Any = None
+        self.live = True
+        self.debug_nans = debug_nans
+        self._count = 0
+
+    def new_input(self, value: Any, name: str = "") -> Traced:
+        """Box ``value`` as an input of this tape (a leaf of the differentiated argument)."""
+        t = Traced(value, self, self._count)
+        self._count += 1
+        self.inputs.append(t)
+        self.input_names.append(name)
+        return t
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records)
+
+    def __getitem__(self, i: int) -> Record:
+        return self.records[i]
+
+    def __repr__(self) -> str:
+        return f"<Tape {self.id}: {len(self.inputs)} inputs, {len(self.records)} records>"
+
+    def __str__(self) -> str:
+        lines = []
+        for t, name in zip(self.inputs, self.input_names, strict=True):
+            label = f"   # {_describe(t._value)}" + (f"  {name}" if name else "")
+            lines.append(f"v{t._node} = input{label}")
+        lines.extend(_format_record(r) for r in self.records)
+        if type(self.output) is Traced and self.output._tape is self:
+            lines.append(f"return v{self.output._node}")
+        return "\n".join(lines)
+
+    def to_dot(self) -> str:
+        """The tape as a Graphviz ``digraph`` (inputs as boxes, one node per record)."""
+        out = ["digraph tape {", "  rankdir=TB;", '  node [fontname="Helvetica"];']
+        for t, name in zip(self.inputs, self.input_names, strict=True):
+            label = f"v{t._node} {name}\\n{_describe(t._value)}".replace('"', "'")
+            out.append(f'  v{t._node} [shape=box, label="{label}"];')
+        for r in self.records:
+            label = f"v{r.out} = {r.primitive.name}\\n{_describe(r.ans)}"
+            out.append(f'  v{r.out} [shape=ellipse, label="{label}"];')
+            for p in r.parents:
+                if p is not None:
+                    out.append(f"  v{p} -> v{r.out};")
+        out.append("}")
+        return "\n".join(out)
+
+
+def _describe(x: Any) -> str:
+    x = _concrete(x)
+    if isinstance(x, (np.ndarray, np.generic)):
+        return f"{tuple(x.shape)} {x.dtype}"
+    return type(x).__name__
+
+
+def _format_arg(a: Any, parent: int | None) -> str:
+    if parent is not None:
+        return f"v{parent}"
+    a = _concrete(a)
+    if isinstance(a, np.ndarray) and a.ndim > 0:
+        return f"const{tuple(a.shape)}"
+    return repr(a.item() if isinstance(a, (np.ndarray, np.generic)) else a)
+
+
+def _format_param(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        return f"array{tuple(v.shape)}"
+    if isinstance(v, tuple) and any(isinstance(e, np.ndarray) for e in v):
+        return "(" + ", ".join(_format_param(e) for e in v) + ")"
+    return repr(v)
+
+
+def _format_record(r: Record) -> str:
+    parts = [_format_arg(a, p) for a, p in zip(r.args, r.parents, strict=True)]
+    parts += [f"{k}={_format_param(v)}" for k, v in r.params.items()]
+    return f"v{r.out} = {r.primitive.name}({', '.join(parts)})   # {_describe(r.ans)}"
+
+
+# ---------------------------------------------------------------------------------------
+# The tape stack of the current context.
+
+_STACK: contextvars.ContextVar[tuple[Tape, ...]] = contextvars.ContextVar(
+    "tapegrad_tape_stack", default=()
+)
+
+
+def active_tapes() -> tuple[Tape, ...]:
+    """The tapes of the transforms running in this context, outermost first."""
+    return _STACK.get()
+
+
+def current_tape() -> Tape | None:
+    """The innermost active tape of this context, or ``None`` outside any transform."""
+    stack = _STACK.get()
+    return stack[-1] if stack else None
+
+
+class recording:
+    """Context manager: push ``tape`` for the duration, pop it (and retire it) after.
+
+    The tape is popped and marked dead even when the body raises, so a traced value that
+    escapes the transform is recognised the next time it is used.
+    """
+
+    __slots__ = ("tape", "token")
+
+    def __init__(self, tape: Tape) -> None:
+        self.tape = tape
+
+    def __enter__(self) -> Tape:
+        self.token = _STACK.set((*_STACK.get(), self.tape))
+        return self.tape
+
+    def __exit__(self, *exc: object) -> None:
+        _STACK.reset(self.token)
+        self.tape.live = False
+
+
+# ---------------------------------------------------------------------------------------
+# bind: run one primitive, recording it when an argument is traced.
+
+_NO_PARAMS: dict = {}
+
+
+def bind(prim: Primitive, args: tuple, params: dict = _NO_PARAMS) -> Any:
+    """Apply ``prim`` to ``args``; record it on the innermost tape among the arguments."""
+    top = None
+    for a in args:
+        if type(a) is Traced and (top is None or a._tape.id > top.id):
+            top = a._tape
+    if top is None:
+        try:
+            return prim.forward(*args, **params)
+        except (ValueError, TypeError, IndexError) as e:
+            _reraise(prim, args, params, e)
+    if not top.live:
+        raise _escaped_error(prim, top)
+
+    raw = []
+    parents = []
+    nested = False
+    for a in args:
+        if type(a) is Traced and a._tape is top:
+            v = a._value
+            raw.append(v)
+            parents.append(a._node)
+            nested = nested or type(v) is Traced
+        else:
+            raw.append(a)
+            parents.append(None)
+            nested = nested or type(a) is Traced
+    raw = tuple(raw)
+    if nested:
+        ans = bind(prim, raw, params)
+    else:
+        try:
+            ans = prim.forward(*raw, **params)
+        except (ValueError, TypeError, IndexError) as e:
+            _reraise(prim, raw, params, e)
+    node = top._count
+    top._count = node + 1
+    rec = Record(prim, raw, params, tuple(parents), node, ans)
+    top.records.append(rec)
+    if top.debug_nans:
+        from tapegrad.debug import check_finite_output
+
+        check_finite_output(top, rec)
+    return Traced(ans, top, node)
+
+
+def _shape_str(a: Any) -> str:
+    a = _concrete(a)
+    if isinstance(a, (np.ndarray, np.generic)):
+        return f"{tuple(a.shape)} {a.dtype}"
+    if isinstance(a, (list, tuple)):
+        return "[" + ", ".join(_shape_str(e) for e in a) + "]"
+    return type(a).__name__
+
+
+def _reraise(prim: Primitive, args: tuple, params: dict, e: Exception) -> None:
+    """Re-raise a forward's error so that it names the op, the shapes and the parameters."""
+    if str(e).startswith("tg."):  # the primitive's own check already said it
+        raise e
+    shapes = ", ".join(_shape_str(a) for a in args)
+    extra = "".join(f", {k}={_format_param(v)}" for k, v in params.items())
+    try:
+        err = type(e)(f"tg.{prim.name}: {e} (inputs: {shapes}{extra})")
+    except Exception:  # an exception type with an unusual constructor
+        err = ValueError(f"tg.{prim.name}: {e} (inputs: {shapes}{extra})")
+    raise err from e
+
+
+def _escaped_error(prim: Primitive, tape: Tape) -> Exception:
+    return RuntimeError(
+        f"tg.{prim.name} was given a traced value that escaped its transform: it belongs to "
+        f"tape {tape.id}, whose grad/vjp call has already returned. Traced values only live "
+        "inside the function being differentiated; return concrete results with has_aux=True "
+        "(or tg.stop_gradient) instead of keeping traced values in globals or closures."
+    )

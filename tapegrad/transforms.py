@@ -1,0 +1,273 @@
+"""The transforms users call: ``grad``, ``value_and_grad``, ``make_tape`` and ``stop_gradient``.
+
+Each one follows the same path: open a tape, box the leaves of the differentiated
+arguments as the tape's inputs, run the user's function (every primitive it applies to a
+traced value appends a record), close the tape, then run the reverse interpreter from the
+output and hand the input cotangents back in the structure of the arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from tapegrad.debug import debug_nans_enabled
+from tapegrad.interpreter import backward
+from tapegrad.pytree import leaf_paths, tree_flatten, tree_map, tree_unflatten
+from tapegrad.tape import Tape, Traced, _concrete, recording
+
+__all__ = ["grad", "make_tape", "stop_gradient", "value_and_grad"]
+
+
+def stop_gradient(x: Any) -> Any:
+    """The value of ``x`` as a constant: it passes forward, no cotangent flows back.
+
+    Works on pytrees; strips every level of tracing (for every enclosing transform).
+    """
+    return tree_map(_concrete, x)
+
+
+# ---------------------------------------------------------------------------------------
+# Argument handling shared by the transforms
+
+
+def _normalize_argnums(argnums: int | Sequence[int]) -> tuple[tuple[int, ...], bool]:
+    """``(argnums as a tuple, whether a single int was given)``; rejects non-integers."""
+    if isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool):
+        return (int(argnums),), True
+    if isinstance(argnums, (tuple, list)) and all(
+        isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in argnums
+    ):
+        if len(set(argnums)) != len(argnums):
+            raise ValueError(f"argnums must not repeat an argument, got {tuple(argnums)}")
+        if not argnums:
+            raise ValueError("argnums must name at least one argument, got ()")
+        return tuple(int(a) for a in argnums), False
+    raise TypeError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
+
+
+def _resolve_argnums(fun: Callable, argnums: tuple[int, ...], nargs: int) -> tuple[int, ...]:
+    out = []
+    for a in argnums:
+        if not -nargs <= a < nargs:
+            raise ValueError(
+                f"argnums={a} is out of range: {_name(fun)} was called with {nargs} positional "
+                f"argument{'s' if nargs != 1 else ''} (differentiate with respect to a "
+                "positional argument; keyword arguments are never differentiated)"
+            )
+        out.append(a % nargs)
+    return tuple(out)
+
+
+def _name(fun: Callable) -> str:
+    return getattr(fun, "__name__", type(fun).__name__)
+
+
+def _arg_name(fun: Callable, k: int) -> str:
+    """The name of positional parameter ``k`` of ``fun`` when it has one, else ``args[k]``."""
+    try:
+        params = list(inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    if k < len(params) and params[k].kind in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        return params[k].name
+    return f"args[{k}]"
+
+
+def _check_leaf(leaf: Any, fun: Callable, k: int, tree: Any, j: int, transform: str) -> Any:
+    """``leaf`` as a floating-point array (or traced value); else a TypeError naming it."""
+    if type(leaf) is Traced:
+        dtype = leaf.dtype
+    elif isinstance(leaf, (np.ndarray, np.generic, float)) and not isinstance(leaf, bool):
+        leaf = np.asarray(leaf)
+        dtype = leaf.dtype
+    else:
+        dtype = None
+    if dtype is None or not np.issubdtype(dtype, np.floating):
+        path = list(leaf_paths(tree, _arg_name(fun, k)))[j]
+        what = f"dtype {dtype}" if dtype is not None else f"type {type(leaf).__name__}"
+        raise TypeError(
+            f"{transform}: cannot differentiate with respect to {path}, which has {what}; "
+            "only floating-point arrays and Python floats can be differentiated "
+            "(cast it with .astype(np.float32), or pass it as an argument outside argnums)"
+        )
+    return leaf
+
+
+def _box_args(
+    tape: Tape, fun: Callable, args: tuple, argnums: tuple[int, ...], transform: str, names: bool
+) -> tuple[list, list[tuple[Any, list[Traced]]]]:
+    """Replace each differentiated argument by a copy of its tree with traced leaves."""
+    new_args = list(args)
+    inputs = []
+    for k in argnums:
+        leaves, treedef = tree_flatten(args[k])
+        paths = list(leaf_paths(args[k], _arg_name(fun, k))) if names else [""] * len(leaves)
+        boxed = [
+            tape.new_input(_check_leaf(leaf, fun, k, args[k], j, transform), paths[j])
+            for j, leaf in enumerate(leaves)
+        ]
+        new_args[k] = tree_unflatten(treedef, boxed)
+        inputs.append((treedef, boxed))
+    return new_args, inputs
+
+
+def _split_aux(out: Any, has_aux: bool, fun: Callable) -> tuple[Any, Any]:
+    if not has_aux:
+        return out, None
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise ValueError(
+            f"has_aux=True requires {_name(fun)} to return a pair (scalar output, aux), "
+            f"got {type(out).__name__}"
+            + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else "")
+        )
+    return out[0], out[1]
+
+
+def _check_scalar(out: Any, fun: Callable, transform: str) -> None:
+    if isinstance(out, (tuple, list, dict)):
+        raise ValueError(
+            f"{transform} requires {_name(fun)} to return a scalar (shape ()), got a "
+            f"{type(out).__name__}; if the extra items are auxiliary data, use has_aux=True"
+        )
+    shape = out.shape if type(out) is Traced else np.shape(out)
+    if shape != ():
+        dtype = out.dtype if type(out) is Traced else np.asarray(out).dtype
+        raise ValueError(
+            f"{transform} requires {_name(fun)} to return a scalar (shape ()), got shape "
+            f"{shape} {dtype}; reduce it first (tg.sum or tg.mean), or use tg.vjp or "
+            "tg.jacobian for a non-scalar output"
+        )
+
+
+def _unbox(x: Any, tape: Tape) -> Any:
+    """Strip ``tape``'s level of tracing from ``x`` (outer levels stay traced)."""
+    return x._value if type(x) is Traced and x._tape is tape else x
+
+
+def _input_cotangents(tape: Tape, out: Any, inputs: list) -> list:
+    """Run the reverse interpreter from ``out`` and build one gradient tree per argument."""
+    if type(out) is Traced and out._tape is tape:
+        seed = np.ones((), dtype=out.dtype)
+        cts = backward(tape, {out._node: seed}, consume=True)
+    else:
+        cts = {}  # the output does not depend on the arguments
+    seen: set[int] = set()
+    trees = []
+    for treedef, boxed in inputs:
+        leaves = [_finish(cts.get(t._node), t, seen) for t in boxed]
+        trees.append(tree_unflatten(treedef, leaves))
+    return trees
+
+
+def _finish(ct: Any, t: Traced, seen: set[int]) -> Any:
+    """The gradient leaf for input ``t``: its own writable array of ``t``'s shape and dtype."""
+    if type(ct) is Traced:
+        return ct
+    if ct is None:
+        return np.zeros(t.shape, t.dtype)
+    a = np.asarray(ct)
+    if id(a) in seen or not a.flags.owndata or not a.flags.writeable:
+        a = a.copy()  # never hand out a view, or one array as two gradients
+    seen.add(id(a))
+    return a
+
+
+# ---------------------------------------------------------------------------------------
+# The public transforms
+
+
+def value_and_grad(
+    fun: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: bool = False
+) -> Callable[..., Any]:
+    """A function computing ``fun``'s value and its gradient with respect to ``argnums``.
+
+    Args:
+        fun: a function returning a scalar (shape ``()``), or ``(scalar, aux)`` when
+            ``has_aux``. It must use tapegrad's ops (or Python operators) on its inputs.
+        argnums: which positional argument(s) to differentiate: an int, or a tuple of ints
+            (then the gradient is a tuple). Each is a pytree of floating-point arrays.
+        has_aux: whether ``fun`` returns ``(output, aux)``; ``aux`` comes back concrete.
+
+    Returns:
+        A function with ``fun``'s signature returning ``(value, grads)``, or
+        ``((value, aux), grads)`` with ``has_aux``. Each gradient leaf is a new numpy array
+        of its parameter's shape and dtype (zeros when the output does not depend on it).
+
+    Example:
+        >>> import numpy as np, tapegrad as tg
+        >>> loss, g = tg.value_and_grad(lambda w: tg.sum(w ** 2))(np.array([1.0, 2.0]))
+        >>> float(loss), g.tolist()
+        (5.0, [2.0, 4.0])
+    """
+    nums, single = _normalize_argnums(argnums)
+
+    @functools.wraps(fun)
+    def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
+        tape = Tape(debug_nans=debug_nans_enabled())
+        with recording(tape):
+            which = _resolve_argnums(fun, nums, len(args))
+            new_args, inputs = _box_args(tape, fun, args, which, "grad", names=False)
+            out = fun(*new_args, **kwargs)
+        out, aux = _split_aux(out, has_aux, fun)
+        _check_scalar(out, fun, "grad")
+        grads = _input_cotangents(tape, out, inputs)
+        value = _unbox(out, tape)
+        g = grads[0] if single else tuple(grads)
+        if has_aux:
+            return (value, tree_map(lambda a: _unbox(a, tape), aux)), g
+        return value, g
+
+    return value_and_grad_fun
+
+
+def grad(
+    fun: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: bool = False
+) -> Callable[..., Any]:
+    """A function computing the gradient of scalar-valued ``fun`` with respect to ``argnums``.
+
+    Same arguments as :func:`value_and_grad`; returns ``grads``, or ``(grads, aux)`` with
+    ``has_aux``. Gradients can be differentiated again: ``grad(grad(f))`` works.
+
+    Example:
+        >>> import numpy as np, tapegrad as tg
+        >>> params = {"w": np.array([1.0, -2.0]), "b": np.array(0.5)}
+        >>> g = tg.grad(lambda p, x: tg.sum((x @ p["w"] + p["b"]) ** 2))(params, np.eye(2))
+        >>> g["w"].tolist(), float(g["b"])
+        ([3.0, -3.0], 0.0)
+    """
+    vg = value_and_grad(fun, argnums, has_aux)
+
+    @functools.wraps(fun)
+    def grad_fun(*args: Any, **kwargs: Any) -> Any:
+        value, g = vg(*args, **kwargs)
+        return (g, value[1]) if has_aux else g
+
+    return grad_fun
+
+
+def make_tape(fun: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Tape]:
+    """A function that runs ``fun`` once and returns its recorded :class:`~tapegrad.tape.Tape`.
+
+    Only what depends on the ``argnums`` arguments is recorded. ``print(tape)`` shows the
+    Wengert list, one record a line; ``tape.output`` holds the (traced) result.
+    """
+    nums, _ = _normalize_argnums(argnums)
+
+    @functools.wraps(fun)
+    def make_tape_fun(*args: Any, **kwargs: Any) -> Tape:
+        tape = Tape(debug_nans=debug_nans_enabled())
+        with recording(tape):
+            which = _resolve_argnums(fun, nums, len(args))
+            new_args, _ = _box_args(tape, fun, args, which, "make_tape", names=True)
+            tape.output = fun(*new_args, **kwargs)
+        return tape
+
+    return make_tape_fun
