@@ -1,4 +1,4 @@
-"""The reverse interpreter: one loop that turns a tape and an output cotangent into input cotangents.
+"""The reverse interpreter: one loop from a tape and an output cotangent to input cotangents.
 
 It walks the Wengert list from the last record to the first. For each record whose output
 received a cotangent ``g`` it asks the primitive's VJP rule for the cotangent of every

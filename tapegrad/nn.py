@@ -14,11 +14,13 @@ The maths (``g`` is the cotangent of the layer's output, batch along axis 0):
 - ``relu``:    ``y = max(x, 0)``;  ``dL/dx = g [x > 0]``.
 - ``tanh``:    ``dL/dx = g (1 - y^2)``.
 - ``log_softmax``: ``y = x - logsumexp(x)``;  ``dL/dx = g - softmax(x) sum(g)``.
-- ``nll``:     ``L = mean_i(logsumexp(z_i) - z_i[t_i])``;  ``dL/dz = (softmax(z) - onehot(t)) / batch``.
+- ``nll``:     ``L = mean_i(logsumexp(z_i) - z_i[t_i])``;
+  ``dL/dz = (softmax(z) - onehot(t)) / batch``.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,7 +105,7 @@ def init_mlp(
         raise ValueError(f"init_mlp: sizes needs an input and an output width, got {sizes}")
     init = kaiming_uniform if activation == "relu" else glorot_uniform
     layers = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         layers.append({"W": init(rng, fan_out, fan_in, dtype), "b": np.zeros(fan_out, dtype)})
     return {"layers": layers}
 

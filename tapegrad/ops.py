@@ -370,7 +370,9 @@ def sum(x: ArrayLike, axis: int | Sequence[int] | None = None, keepdims: bool = 
     return _reduce(SUM, x, axis, keepdims)
 
 
-def mean(x: ArrayLike, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> ArrayLike:
+def mean(
+    x: ArrayLike, axis: int | Sequence[int] | None = None, keepdims: bool = False
+) -> ArrayLike:
     """Mean over ``axis``. VJP: ``g / n`` broadcast back, ``n`` the count averaged."""
     return _reduce(MEAN, x, axis, keepdims)
 
@@ -623,7 +625,9 @@ def getitem(x: ArrayLike, index: Any) -> ArrayLike:
 
 def scatter_add(g: ArrayLike, index: Any, shape: Sequence[int], dtype: Any) -> ArrayLike:
     """Zeros of ``shape``/``dtype`` with ``g`` added at ``index``: the transpose of indexing."""
-    return bind(SCATTER_ADD, (g,), {"index": index, "shape": tuple(shape), "dtype": np.dtype(dtype)})
+    return bind(
+        SCATTER_ADD, (g,), {"index": index, "shape": tuple(shape), "dtype": np.dtype(dtype)}
+    )
 
 
 def take(x: ArrayLike, indices: ArrayLike, axis: int | None = None) -> ArrayLike:

@@ -80,6 +80,11 @@ def _step(p: Any, d: Any, lr: float) -> Any:
     return (p - lr * np.asarray(d)).astype(p.dtype, copy=False)
 
 
+def _accumulate(v: Any, g: Any, mu: float) -> np.ndarray:
+    v = np.asarray(v)
+    return (mu * v + np.asarray(g)).astype(v.dtype, copy=False)
+
+
 def sgd(lr: float | Schedule) -> Optimizer:
     """Plain stochastic gradient descent: ``theta <- theta - lr_t g``."""
     _check_lr(lr)
@@ -112,7 +117,9 @@ def momentum(lr: float | Schedule, mu: float = 0.9) -> Optimizer:
         step = int(state.step)
         rate = _learning_rate(lr, step)
         velocity = tree_map(
-            lambda v, g: (mu * np.asarray(v) + np.asarray(g)).astype(np.asarray(v).dtype, copy=False),
+            lambda v, g: (mu * np.asarray(v) + np.asarray(g)).astype(
+                np.asarray(v).dtype, copy=False
+            ),
             state.velocity,
             grads,
         )

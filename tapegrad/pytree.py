@@ -103,7 +103,8 @@ def tree_map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:
                         f"dict with keys {sorted(map(str, node))} against {_describe(o)}"
                     )
             return _rebuild(
-                node, [walk(f"{path}[{k!r}]", v, tuple(o[k] for o in others)) for k, v in node.items()]
+                node,
+                [walk(f"{path}[{k!r}]", v, tuple(o[k] for o in others)) for k, v in node.items()],
             )
         for o in others:
             if not isinstance(o, (list, tuple)) or len(o) != len(node):
