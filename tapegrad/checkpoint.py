@@ -1,9 +1,10 @@
 """Save and load pytrees of arrays: pickle-free ``.npz`` files, written atomically.
 
->>> save("ckpt.npz", {"W": W, "b": b, "step": 100}, epoch=3, note="warm-up done")
->>> params, meta = load("ckpt.npz")
->>> meta
-{'epoch': 3, 'note': 'warm-up done'}
+Usage::
+
+    save("ckpt.npz", {"W": W, "b": b, "step": 100}, epoch=3, note="warm-up done")
+    params, meta = load("ckpt.npz")  # meta == {"epoch": 3, "note": "warm-up done"}
+    params, meta = load("ckpt.npz", like=template)  # template's container classes
 
 What can be saved
 -----------------
@@ -43,17 +44,20 @@ A zip archive in numpy's ``.npz`` layout, every member stored uncompressed:
   ``{"type": "none"}`` or ``{"type": "leaf", "kind": k, "index": i, "dtype": "<f4",
   "shape": [2, 3]}`` with ``k`` one of ``ndarray``, ``numpy_scalar``, ``bool``, ``int``,
   ``float``, ``complex``.
-- ``leaf_<i>.npy``: leaf ``i`` (depth first, the order of
+- ``leaf_<i>.npy``: the ``i``-th leaf that is not ``None`` (depth first, the order of
   :func:`tapegrad.pytree.tree_leaves`) as a ``.npy`` array.
 
 Nothing in the file is ever unpickled: :func:`load` reads it with
-``np.load(..., allow_pickle=False)``.
+``np.load(..., allow_pickle=False)``, refuses compressed entries, and checks every entry's
+shape and dtype against the JSON header before reading it.
 
 Paths
 -----
 The file is written to, and read from, exactly the path given: no ``.npz`` suffix is
 appended (unlike ``np.savez``), though ``.npz`` is the suggested one. Saving replaces the
-file at ``path``; when that is a symbolic link, the link itself is replaced.
+file at ``path``; when that is a symbolic link, the link itself is replaced. A process
+killed in the middle of :func:`save` can leave a hidden ``.<name>.<random>.tmp`` file
+beside ``path``; it is never read in place of the checkpoint and may be deleted.
 """
 
 from __future__ import annotations
@@ -518,6 +522,10 @@ def _leaf_spec(x: Any) -> tuple[tuple[int, ...], np.dtype] | None:
     return tuple(x.shape), np.dtype(x.dtype)
 
 
+def _show_spec(spec: tuple[tuple[int, ...], np.dtype] | None) -> str:
+    return "None" if spec is None else f"{spec[1]} of shape {spec[0]}"
+
+
 def _fit_to(like: PyTree, tree: PyTree, name: str) -> PyTree:
     """``tree``'s leaves in ``like``'s containers, after checking that they match."""
     n_like, n_tree = len(tree_leaves(like)), len(tree_leaves(tree))
@@ -533,13 +541,9 @@ def _fit_to(like: PyTree, tree: PyTree, name: str) -> PyTree:
             )
         got = _leaf_spec(loaded)
         if want != got:
-
-            def show(spec: Any) -> str:
-                return "None" if spec is None else f"{spec[1]} of shape {spec[0]}"
-
             raise ValueError(
                 f"checkpoint.load({name!r}, like=...): at {path} the template has "
-                f"{show(want)} but the checkpoint has {show(got)}"
+                f"{_show_spec(want)} but the checkpoint has {_show_spec(got)}"
             )
         return loaded
 

@@ -5,8 +5,11 @@ Each primitive is declared once as ``NAME = Primitive(name, forward, vjp)``. A V
 vector-Jacobian product ``g^T (d ans / d args[i])``. Rules are written with the public ops of
 this module, never with raw numpy on ``g`` or on the residuals, so that when those are
 traced by an outer transform the backward pass is itself recorded and can be
-differentiated again (``grad(grad(f))``). Masks and tie weights, which are piecewise
-constant, are computed on concrete values.
+differentiated again (``grad(grad(f))``). Python operators count as tapegrad ops: on
+traced values ``g * y`` is :func:`multiply` (through ``Traced.__mul__`` or numpy's
+``__array_ufunc__`` protocol), and on plain arrays it is numpy's own ``*`` with no detour,
+which keeps first-order backward passes as cheap as hand-written numpy. Masks and tie
+weights, which are piecewise constant, are computed on concrete values.
 
 Two jobs are *not* in the rules: undoing broadcasting (summing the cotangent over the axes
 the forward broadcast) and casting the cotangent back to the input's dtype. The reverse
@@ -102,34 +105,32 @@ def _add_vjp(i, g, ans, x, y):
 
 def _subtract_vjp(i, g, ans, x, y):
     """d(x - y)/dx = 1, d(x - y)/dy = -1."""
-    return g if i == 0 else negative(g)
+    return g if i == 0 else -g
 
 
 def _multiply_vjp(i, g, ans, x, y):
     """d(x y)/dx = y, d(x y)/dy = x."""
-    return multiply(g, y) if i == 0 else multiply(g, x)
+    return g * y if i == 0 else g * x
 
 
 def _divide_vjp(i, g, ans, x, y):
     """d(x / y)/dx = 1 / y, d(x / y)/dy = -x / y^2 = -ans / y."""
-    if i == 0:
-        return divide(g, y)
-    return negative(divide(multiply(g, ans), y))
+    return g / y if i == 0 else -(g * ans) / y
 
 
 def _negative_vjp(i, g, ans, x):
     """d(-x)/dx = -1."""
-    return negative(g)
+    return -g
 
 
 def _power_vjp(i, g, ans, x, y):
     """d(x^y)/dx = y x^(y-1);  d(x^y)/dy = x^y log x (taken as 0 where x = 0)."""
     if i == 0:
         if type(y) is not Traced and np.all(np.asarray(y) == 0):
-            return multiply(g, 0)
-        return multiply(g, multiply(y, power(x, subtract(y, 1))))
+            return g * 0
+        return g * y * x ** (y - 1)
     safe_x = where(_concrete(x) == 0, 1, x)
-    return multiply(g, multiply(ans, log(safe_x)))
+    return g * ans * log(safe_x)
 
 
 def _tie_weights(a: Any, b: Any, dtype: np.dtype) -> np.ndarray:
@@ -141,13 +142,13 @@ def _tie_weights(a: Any, b: Any, dtype: np.dtype) -> np.ndarray:
 def _maximum_vjp(i, g, ans, x, y):
     """d max(x, y)/dx = [x > y] + [x = y] / 2 (ties share the cotangent equally)."""
     a, b = (x, y) if i == 0 else (y, x)
-    return multiply(g, _tie_weights(a, b, _dtype(ans)))
+    return g * _tie_weights(a, b, _dtype(ans))
 
 
 def _minimum_vjp(i, g, ans, x, y):
     """d min(x, y)/dx = [x < y] + [x = y] / 2 (ties share the cotangent equally)."""
     a, b = (y, x) if i == 0 else (x, y)
-    return multiply(g, _tie_weights(a, b, _dtype(ans)))
+    return g * _tie_weights(a, b, _dtype(ans))
 
 
 def _where_vjp(i, g, ans, cond, x, y):
@@ -224,22 +225,22 @@ def where(condition: ArrayLike, x: ArrayLike, y: ArrayLike) -> ArrayLike:
 
 def _exp_vjp(i, g, ans, x):
     """d e^x/dx = e^x = ans."""
-    return multiply(g, ans)
+    return g * ans
 
 
 def _log_vjp(i, g, ans, x):
     """d log x/dx = 1 / x."""
-    return divide(g, x)
+    return g / x
 
 
 def _sqrt_vjp(i, g, ans, x):
     """d sqrt(x)/dx = 1 / (2 sqrt(x)) = 1 / (2 ans)."""
-    return divide(g, multiply(ans, 2))
+    return g / (ans * 2)
 
 
 def _tanh_vjp(i, g, ans, x):
     """d tanh(x)/dx = 1 - tanh(x)^2 = 1 - ans^2."""
-    return multiply(g, subtract(1, multiply(ans, ans)))
+    return g * (1 - ans * ans)
 
 
 def _sigmoid_forward(x):
@@ -249,7 +250,7 @@ def _sigmoid_forward(x):
 
 def _sigmoid_vjp(i, g, ans, x):
     """d sigmoid(x)/dx = sigmoid(x) (1 - sigmoid(x)) = ans (1 - ans)."""
-    return multiply(g, multiply(ans, subtract(1, ans)))
+    return g * ans * (1 - ans)
 
 
 def _relu_forward(x):
@@ -258,12 +259,12 @@ def _relu_forward(x):
 
 def _relu_vjp(i, g, ans, x):
     """d relu(x)/dx = [x > 0] (0 at the kink x = 0)."""
-    return multiply(g, _concrete(x) > 0)
+    return g * (_concrete(x) > 0)
 
 
 def _abs_vjp(i, g, ans, x):
     """d |x|/dx = sign(x) (0 at the kink x = 0)."""
-    return multiply(g, np.sign(_concrete(x)))
+    return g * np.sign(_concrete(x))
 
 
 EXP = Primitive("exp", np.exp, _exp_vjp)
@@ -324,7 +325,7 @@ def _mean_vjp(i, g, ans, x, axis=None, keepdims=False):
     """d mean(x)/dx_j = 1 / n, n the number of elements averaged."""
     shape = _shape(x)
     n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
-    return divide(broadcast_to(reshape(g, _kept_shape(shape, axis)), shape), n)
+    return broadcast_to(reshape(g, _kept_shape(shape, axis)), shape) / n
 
 
 def _extremum_vjp(i, g, ans, x, axis=None, keepdims=False):
@@ -335,7 +336,7 @@ def _extremum_vjp(i, g, ans, x, axis=None, keepdims=False):
     share = (hits / hits.sum(axis=_norm_axes(axis, len(shape)), keepdims=True)).astype(
         _dtype(ans), copy=False
     )
-    return multiply(reshape(g, kept), share)
+    return reshape(g, kept) * share
 
 
 def _logsumexp_forward(x, axis=None, keepdims=False):
@@ -349,7 +350,7 @@ def _logsumexp_forward(x, axis=None, keepdims=False):
 def _logsumexp_vjp(i, g, ans, x, axis=None, keepdims=False):
     """d logsumexp(x)/dx = softmax(x) = exp(x - ans)."""
     kept = _kept_shape(_shape(x), axis)
-    return multiply(reshape(g, kept), exp(subtract(x, reshape(ans, kept))))
+    return reshape(g, kept) * exp(x - reshape(ans, kept))
 
 
 SUM = Primitive("sum", np.sum, _sum_vjp)
@@ -407,7 +408,7 @@ def _log_softmax_forward(x, axis=-1):
 
 def _log_softmax_vjp(i, g, ans, x, axis=-1):
     """d log_softmax(x)_j/dx_k = [j = k] - softmax_k: VJP ``g - softmax * sum(g)``."""
-    return subtract(g, multiply(exp(ans), sum(g, axis=axis, keepdims=True)))
+    return g - exp(ans) * sum(g, axis=axis, keepdims=True)
 
 
 def _softmax_forward(x, axis=-1):
@@ -417,7 +418,7 @@ def _softmax_forward(x, axis=-1):
 
 def _softmax_vjp(i, g, ans, x, axis=-1):
     """d softmax_j/dx_k = s_j ([j = k] - s_k): VJP ``s * (g - sum(g s))``."""
-    return multiply(ans, subtract(g, sum(multiply(g, ans), axis=axis, keepdims=True)))
+    return ans * (g - sum(g * ans, axis=axis, keepdims=True))
 
 
 LOG_SOFTMAX = Primitive("log_softmax", _log_softmax_forward, _log_softmax_vjp)
@@ -453,15 +454,15 @@ def _matmul_vjp(i, g, ans, x, y):
     """For ``x (..., n, k) @ y (..., k, m)``: dx = g y^T, dy = x^T g (1-d operands promoted)."""
     xd, yd = len(_shape(x)), len(_shape(y))
     if xd == 1 and yd == 1:  # inner product
-        return multiply(g, y) if i == 0 else multiply(g, x)
+        return g * y if i == 0 else g * x
     x2 = reshape(x, (1, -1)) if xd == 1 else x
     y2 = reshape(y, (-1, 1)) if yd == 1 else y
     g2 = _insert_axis(g, -2) if xd == 1 else g
     g2 = _insert_axis(g2, -1) if yd == 1 else g2
     if i == 0:
-        d = matmul(g2, _matrix_transpose(y2))
+        d = g2 @ _matrix_transpose(y2)
         return sum(reshape(d, (-1, _shape(x)[0])), axis=0) if xd == 1 else d
-    d = matmul(_matrix_transpose(x2), g2)
+    d = _matrix_transpose(x2) @ g2
     return sum(reshape(d, (-1, _shape(y)[0])), axis=0) if yd == 1 else d
 
 
@@ -686,12 +687,10 @@ def _affine_vjp(i, g, ans, W, b, x):
     """For ``y = x W^T + b``: dL/dW = g^T x, dL/db = sum of g over the batch, dL/dx = g W."""
     batched = len(_shape(x)) == 2
     if i == 0:
-        if batched:
-            return matmul(transpose(g), x)
-        return multiply(reshape(g, (-1, 1)), x)
+        return g.T @ x if batched else reshape(g, (-1, 1)) * x
     if i == 1:
-        return sum(g, axis=0) if batched else g
-    return matmul(g, W)
+        return g.sum(axis=0) if batched else g
+    return g @ W
 
 
 def _check_labels(logits_shape: tuple[int, ...], labels: Any) -> np.ndarray:
@@ -728,7 +727,7 @@ def _nll_vjp(i, g, ans, logits, labels):
     batch = len(labels)
     onehot = np.zeros(_shape(logits), _dtype(logits))
     onehot[np.arange(batch), labels] = 1
-    return multiply(subtract(softmax(logits, axis=1), onehot), divide(g, batch))
+    return (softmax(logits, axis=1) - onehot) * (g / batch)
 
 
 AFFINE = Primitive("affine", _affine_forward, _affine_vjp)
