@@ -14,7 +14,9 @@ Quick use::
 """
 
 from tapegrad import checkpoint, datasets, nn, optim, pytree, testing
+from tapegrad.custom import defvjp, primitive
 from tapegrad.debug import debug_nans
+from tapegrad.derivatives import hessian, hvp, jacobian, jvp
 from tapegrad.ops import (
     abs,
     add,
@@ -51,7 +53,7 @@ from tapegrad.ops import (
 )
 from tapegrad.pytree import tree_leaves, tree_map
 from tapegrad.tape import Record, Tape, Traced
-from tapegrad.transforms import grad, make_tape, stop_gradient, value_and_grad
+from tapegrad.transforms import grad, make_tape, stop_gradient, value_and_grad, vjp
 
 __version__ = "0.1.0"
 
@@ -67,10 +69,15 @@ __all__ = [
     "concatenate",
     "datasets",
     "debug_nans",
+    "defvjp",
     "divide",
     "exp",
     "getitem",
     "grad",
+    "hessian",
+    "hvp",
+    "jacobian",
+    "jvp",
     "log",
     "log_softmax",
     "logsumexp",
@@ -86,6 +93,7 @@ __all__ = [
     "nn",
     "optim",
     "power",
+    "primitive",
     "pytree",
     "relu",
     "reshape",
@@ -103,5 +111,6 @@ __all__ = [
     "tree_leaves",
     "tree_map",
     "value_and_grad",
+    "vjp",
     "where",
 ]

@@ -52,10 +52,8 @@ def backward(tape: Tape, seeds: dict[int, Any], consume: bool = False) -> dict[i
             if ct is None:
                 continue
             x = args[i]
-            if ct.shape != x.shape:
-                ct = unbroadcast(ct, x.shape)
-            if ct.dtype != x.dtype:
-                ct = cast(ct, x.dtype)
+            if ct.shape != x.shape or (ct.dtype is not x.dtype and ct.dtype != x.dtype):
+                ct = _fit(ct, x)
             prev = cts.get(parent)
             if prev is None:
                 cts[parent] = ct
@@ -67,3 +65,12 @@ def backward(tape: Tape, seeds: dict[int, Any], consume: bool = False) -> dict[i
                 if type(total) is np.ndarray and total.ndim:
                     owned.add(parent)
     return cts
+
+
+def _fit(ct: Any, x: Any) -> Any:
+    """``ct`` summed over the axes broadcasting added and cast to ``x``'s dtype."""
+    if ct.shape != x.shape:
+        ct = unbroadcast(ct, x.shape)
+    if ct.dtype != x.dtype:
+        ct = cast(ct, x.dtype)
+    return ct

@@ -251,6 +251,31 @@ def _format_record(r: Record) -> str:
     return f"v{r.out} = {r.primitive.name}({', '.join(parts)})   # {_describe(r.ans)}"
 
 
+# attrs' generated __init__ for a frozen class goes through object.__setattr__ once per
+# field, about 1 us for six fields. Writing each slot through its descriptor is the same
+# assignment without the detour, and a record is made for every traced op.
+(
+    _set_primitive,
+    _set_args,
+    _set_params,
+    _set_parents,
+    _set_out,
+    _set_ans,
+) = (Record.__dict__[f.name].__set__ for f in attrs.fields(Record))
+
+
+def _new_record(prim: Primitive, args: tuple, params: dict, parents: tuple, out: int, ans: Any):
+    """``Record(prim, args, params, parents, out, ans)``, built without attrs' per-field detour."""
+    rec = object.__new__(Record)
+    _set_primitive(rec, prim)
+    _set_args(rec, args)
+    _set_params(rec, params)
+    _set_parents(rec, parents)
+    _set_out(rec, out)
+    _set_ans(rec, ans)
+    return rec
+
+
 # ---------------------------------------------------------------------------------------
 # The tape stack of the current context.
 
@@ -334,7 +359,7 @@ def bind(prim: Primitive, args: tuple, params: dict = _NO_PARAMS) -> Any:
             _reraise(prim, raw, params, e)
     node = top._count
     top._count = node + 1
-    rec = Record(prim, raw, params, tuple(parents), node, ans)
+    rec = _new_record(prim, raw, params, tuple(parents), node, ans)
     top.records.append(rec)
     if top.debug_nans:
         from tapegrad.debug import check_finite_output

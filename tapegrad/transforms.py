@@ -1,4 +1,4 @@
-"""The transforms users call: ``grad``, ``value_and_grad``, ``make_tape`` and ``stop_gradient``.
+"""The transforms: ``grad``, ``value_and_grad``, ``vjp``, ``make_tape`` and ``stop_gradient``.
 
 Each one follows the same path: open a tape, box the leaves of the differentiated
 arguments as the tape's inputs, run the user's function (every primitive it applies to a
@@ -20,7 +20,7 @@ from tapegrad.interpreter import backward
 from tapegrad.pytree import leaf_paths, tree_flatten, tree_map, tree_unflatten
 from tapegrad.tape import Tape, Traced, _concrete, recording
 
-__all__ = ["grad", "make_tape", "stop_gradient", "value_and_grad"]
+__all__ = ["grad", "make_tape", "stop_gradient", "value_and_grad", "vjp"]
 
 
 def stop_gradient(x: Any) -> Any:
@@ -159,6 +159,11 @@ def _input_cotangents(tape: Tape, out: Any, inputs: list) -> list:
         cts = backward(tape, {out._node: seed}, consume=True)
     else:
         cts = {}  # the output does not depend on the arguments
+    return _cotangent_trees(cts, inputs)
+
+
+def _cotangent_trees(cts: dict, inputs: list) -> list:
+    """The cotangents of the boxed inputs, as one tree per differentiated argument."""
     seen: set[int] = set()
     trees = []
     for treedef, boxed in inputs:
@@ -271,3 +276,63 @@ def make_tape(fun: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Call
         return tape
 
     return make_tape_fun
+
+
+def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple:
+    """Run ``fun(*primals)`` once and return its output with a function that pulls back cotangents.
+
+    ``fun`` may return an array or a pytree of arrays. Returns ``(out, vjp_fn)`` (or
+    ``(out, vjp_fn, aux)`` with ``has_aux``) where ``vjp_fn(cotangent)``, for a cotangent
+    with the structure and shapes of ``out``, returns a tuple with one cotangent per primal,
+    each in that primal's structure: ``v^T J``. ``vjp_fn`` can be called many times (the
+    tape is kept), and what it computes can itself be differentiated.
+
+    Example:
+        >>> import numpy as np, tapegrad as tg
+        >>> out, pullback = tg.vjp(lambda x: x * x, np.array([1.0, 3.0]))
+        >>> pullback(np.array([1.0, 10.0]))[0].tolist()
+        [2.0, 60.0]
+    """
+    tape = Tape(debug_nans=debug_nans_enabled())
+    with recording(tape):
+        new_args, inputs = _box_args(
+            tape, fun, primals, tuple(range(len(primals))), "vjp", names=False
+        )
+        out = fun(*new_args)
+    out, aux = _split_aux(out, has_aux, fun)
+    out_leaves, out_def = tree_flatten(out)
+    concrete_out = tree_unflatten(out_def, [_unbox(leaf, tape) for leaf in out_leaves])
+
+    def vjp_fn(cotangent: Any) -> tuple:
+        ct_leaves = _matching_cotangents(cotangent, out_leaves, out_def, fun)
+        seeds: dict[int, Any] = {}
+        for leaf, ct in zip(out_leaves, ct_leaves, strict=True):
+            if type(leaf) is Traced and leaf._tape is tape:
+                node = leaf._node
+                seeds[node] = seeds[node] + ct if node in seeds else ct
+        cts = backward(tape, seeds) if seeds else {}
+        return tuple(_cotangent_trees(cts, inputs))
+
+    if has_aux:
+        return concrete_out, vjp_fn, tree_map(lambda a: _unbox(a, tape), aux)
+    return concrete_out, vjp_fn
+
+
+def _matching_cotangents(cotangent: Any, out_leaves: list, out_def: Any, fun: Callable) -> list:
+    """The leaves of ``cotangent``, checked against the output's structure and shapes."""
+    try:
+        tree_map(lambda a, b: None, out_def, cotangent)
+    except ValueError as e:
+        raise ValueError(
+            f"vjp: the cotangent must have the structure of {_name(fun)}'s output: {e}"
+        ) from None
+    ct_leaves, _ = tree_flatten(cotangent)
+    for k, (leaf, ct) in enumerate(zip(out_leaves, ct_leaves, strict=True)):
+        shape = leaf.shape if type(leaf) is Traced else np.shape(leaf)
+        ct_shape = ct.shape if type(ct) is Traced else np.shape(ct)
+        if ct_shape != shape:
+            raise ValueError(
+                f"vjp: cotangent leaf {k} has shape {ct_shape}, but the output leaf it pulls "
+                f"back has shape {shape}"
+            )
+    return ct_leaves
