@@ -45,10 +45,11 @@ def backward(tape: Tape, seeds: dict[int, Any], consume: bool = False) -> dict[i
             check_finite_cotangent(index, rec, g)
         vjp = rec.primitive.vjp
         args = rec.args
+        params = rec.params
         for i, parent in enumerate(rec.parents):
             if parent is None:
                 continue
-            ct = vjp(i, g, rec.ans, *args, **rec.params)
+            ct = vjp(i, g, rec.ans, *args, **params) if params else vjp(i, g, rec.ans, *args)
             if ct is None:
                 continue
             x = args[i]

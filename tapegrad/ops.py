@@ -716,10 +716,10 @@ def _check_labels(logits_shape: tuple[int, ...], labels: Any) -> np.ndarray:
 
 
 def _nll_forward(logits, labels):
-    logits = np.asarray(logits)
-    lse = _logsumexp_forward(logits, axis=1)
-    picked = logits[np.arange(len(labels)), labels]
-    return np.mean(lse - picked)
+    shifted = logits - np.max(logits, axis=1, keepdims=True)  # largest logit of a row: 0
+    lse = np.log(np.sum(np.exp(shifted), axis=1))
+    lse -= shifted[np.arange(len(labels)), labels]
+    return np.mean(lse)
 
 
 def _nll_vjp(i, g, ans, logits, labels):

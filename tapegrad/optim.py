@@ -62,27 +62,52 @@ def _check_lr(lr: float | Schedule) -> None:
         raise ValueError(f"lr must be a positive number or a callable step -> lr, got {lr!r}")
 
 
-def _check_grads(params: Any, grads: Any) -> None:
-    """Same structure and, leaf by leaf, the same shape (broadcasting would hide a bug)."""
-    tree_map(lambda p, g: None, params, grads)  # raises ValueError where the trees differ
+def _shape_error(params: Any, grads: Any) -> ValueError:
+    """The first leaf whose gradient's shape differs from the parameter's, as an error."""
     for path, p, g in zip(
         leaf_paths(params, "params"), tree_leaves(params), tree_leaves(grads), strict=True
     ):
         if np.shape(p) != np.shape(g):
-            raise ValueError(
+            return ValueError(
                 f"update: the gradient of {path} has shape {np.shape(g)}, "
                 f"the parameter has shape {np.shape(p)}"
             )
+    return ValueError("update: gradient and parameter shapes differ")
 
 
-def _step(p: Any, d: Any, lr: float) -> Any:
-    p = np.asarray(p)
-    return (p - lr * np.asarray(d)).astype(p.dtype, copy=False)
+class _ShapeMismatch(Exception):
+    pass
+
+
+def _checked(p: Any, g: Any) -> tuple[np.ndarray, np.ndarray]:
+    p, g = np.asarray(p), np.asarray(g)
+    if p.shape != g.shape:  # broadcasting would silently hide a bug
+        raise _ShapeMismatch
+    return p, g
+
+
+def _map_checked(fn: Callable[..., Any], params: Any, grads: Any, *rest: Any) -> Any:
+    """``tree_map(fn, params, grads, *rest)``; a leaf shape mismatch names the leaf's path."""
+    try:
+        return tree_map(fn, params, grads, *rest)
+    except _ShapeMismatch:
+        raise _shape_error(params, grads) from None
+
+
+def _descend(p: Any, d: Any, lr: float) -> np.ndarray:
+    """``p - lr * d`` in ``p``'s dtype, with one new array and no temporary."""
+    p, d = _checked(p, d)
+    out = np.multiply(d, -lr, dtype=p.dtype)
+    out += p
+    return out
 
 
 def _accumulate(v: Any, g: Any, mu: float) -> np.ndarray:
-    v = np.asarray(v)
-    return (mu * v + np.asarray(g)).astype(v.dtype, copy=False)
+    """``mu * v + g`` in ``v``'s dtype, with one new array."""
+    v, g = _checked(v, g)
+    out = np.multiply(v, mu, dtype=v.dtype)
+    out += g
+    return out
 
 
 def sgd(lr: float | Schedule) -> Optimizer:
@@ -93,10 +118,9 @@ def sgd(lr: float | Schedule) -> Optimizer:
         return SGDState(step=0)
 
     def update(params: Any, grads: Any, state: SGDState) -> tuple[Any, SGDState]:
-        _check_grads(params, grads)
         step = int(state.step)
         rate = _learning_rate(lr, step)
-        new = tree_map(lambda p, g: _step(p, g, rate), params, grads)
+        new = _map_checked(lambda p, g: _descend(p, g, rate), params, grads)
         return new, SGDState(step=step + 1)
 
     return Optimizer(init, update)
@@ -113,17 +137,10 @@ def momentum(lr: float | Schedule, mu: float = 0.9) -> Optimizer:
         return MomentumState(step=0, velocity=tree_map(np.zeros_like, params))
 
     def update(params: Any, grads: Any, state: MomentumState) -> tuple[Any, MomentumState]:
-        _check_grads(params, grads)
         step = int(state.step)
         rate = _learning_rate(lr, step)
-        velocity = tree_map(
-            lambda v, g: (mu * np.asarray(v) + np.asarray(g)).astype(
-                np.asarray(v).dtype, copy=False
-            ),
-            state.velocity,
-            grads,
-        )
-        new = tree_map(lambda p, v: _step(p, v, rate), params, velocity)
+        velocity = _map_checked(lambda v, g: _accumulate(v, g, mu), state.velocity, grads)
+        new = _map_checked(lambda p, v: _descend(p, v, rate), params, velocity)
         return new, MomentumState(step=step + 1, velocity=velocity)
 
     return Optimizer(init, update)

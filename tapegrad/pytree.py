@@ -92,31 +92,40 @@ def tree_map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:
     mismatch raises ``ValueError`` naming the path where the trees part.
     """
 
-    def walk(path: str, node: PyTree, others: tuple) -> PyTree:
-        if not _is_container(node):
-            return fn(node, *others)
+    # ``path`` is a chain of (parent, key) pairs, formatted only if an error needs it.
+    def walk(path: tuple, node: PyTree, others: tuple) -> PyTree:
         if isinstance(node, dict):
             for o in others:
                 if not isinstance(o, dict) or o.keys() != node.keys():
-                    raise ValueError(
-                        f"tree_map: trees differ at {path or 'the root'}: "
-                        f"dict with keys {sorted(map(str, node))} against {_describe(o)}"
-                    )
+                    raise _mismatch(path, node, o)
             return _rebuild(
-                node,
-                [walk(f"{path}[{k!r}]", v, tuple(o[k] for o in others)) for k, v in node.items()],
+                node, [walk((path, k), v, tuple(o[k] for o in others)) for k, v in node.items()]
             )
-        for o in others:
-            if not isinstance(o, (list, tuple)) or len(o) != len(node):
-                raise ValueError(
-                    f"tree_map: trees differ at {path or 'the root'}: "
-                    f"{type(node).__name__} of length {len(node)} against {_describe(o)}"
-                )
-        return _rebuild(
-            node, [walk(f"{path}[{i}]", v, tuple(o[i] for o in others)) for i, v in enumerate(node)]
-        )
+        if isinstance(node, (list, tuple)):
+            for o in others:
+                if not isinstance(o, (list, tuple)) or len(o) != len(node):
+                    raise _mismatch(path, node, o)
+            return _rebuild(
+                node, [walk((path, i), v, tuple(o[i] for o in others)) for i, v in enumerate(node)]
+            )
+        return fn(node, *others)
 
-    return walk("", tree, rest)
+    return walk((), tree, rest)
+
+
+def _format_path(path: tuple) -> str:
+    keys = []
+    while path:
+        path, key = path
+        keys.append(f"[{key!r}]")
+    return "".join(reversed(keys)) or "the root"
+
+
+def _mismatch(path: tuple, node: PyTree, other: PyTree) -> ValueError:
+    return ValueError(
+        f"tree_map: trees differ at {_format_path(path)}: {_describe(node)} against "
+        f"{_describe(other)}"
+    )
 
 
 def _describe(x: object) -> str:

@@ -159,29 +159,49 @@ class Tape:
 
     ``len(tape)`` is the number of records, iterating gives them, and ``str(tape)`` prints
     one record a line: ``v7 = matmul(v3, v5)   # (128, 100) float32``.
+
+    The tape holds no :class:`Traced` value (inputs are kept as ``(node, value, name)``
+    and the output as ``output_node``), so no reference cycle runs through it: a tape is
+    freed the moment its transform returns.
     """
 
-    __slots__ = ("_count", "debug_nans", "id", "input_names", "inputs", "live", "output", "records")
+    __slots__ = (
+        "__weakref__",
+        "_count",
+        "debug_nans",
+        "id",
+        "inputs",
+        "live",
+        "output",
+        "output_node",
+        "records",
+    )
 
     _ids = itertools.count(1)
 
     def __init__(self, debug_nans: bool = False) -> None:
         self.id = next(Tape._ids)
         self.records: list[Record] = []
-        self.inputs: list[Traced] = []
-        self.input_names: list[str] = []
+        self.inputs: list[tuple[int, Any, str]] = []
         self.output: Any = None
+        self.output_node: int | None = None
         self.live = True
         self.debug_nans = debug_nans
         self._count = 0
 
     def new_input(self, value: Any, name: str = "") -> Traced:
         """Box ``value`` as an input of this tape (a leaf of the differentiated argument)."""
-        t = Traced(value, self, self._count)
-        self._count += 1
-        self.inputs.append(t)
-        self.input_names.append(name)
-        return t
+        node = self._count
+        self._count = node + 1
+        self.inputs.append((node, value, name))
+        return Traced(value, self, node)
+
+    def set_output(self, out: Any) -> None:
+        """Remember the result of the traced function (its value, and its node if traced)."""
+        if type(out) is Traced and out._tape is self:
+            self.output_node = out._node
+            out = out._value
+        self.output = out
 
     def __len__(self) -> int:
         return len(self.records)
@@ -197,20 +217,20 @@ class Tape:
 
     def __str__(self) -> str:
         lines = []
-        for t, name in zip(self.inputs, self.input_names, strict=True):
-            label = f"   # {_describe(t._value)}" + (f"  {name}" if name else "")
-            lines.append(f"v{t._node} = input{label}")
+        for node, value, name in self.inputs:
+            label = f"   # {_describe(value)}" + (f"  {name}" if name else "")
+            lines.append(f"v{node} = input{label}")
         lines.extend(_format_record(r) for r in self.records)
-        if type(self.output) is Traced and self.output._tape is self:
-            lines.append(f"return v{self.output._node}")
+        if self.output_node is not None:
+            lines.append(f"return v{self.output_node}")
         return "\n".join(lines)
 
     def to_dot(self) -> str:
         """The tape as a Graphviz ``digraph`` (inputs as boxes, one node per record)."""
         out = ["digraph tape {", "  rankdir=TB;", '  node [fontname="Helvetica"];']
-        for t, name in zip(self.inputs, self.input_names, strict=True):
-            label = f"v{t._node} {name}\\n{_describe(t._value)}".replace('"', "'")
-            out.append(f'  v{t._node} [shape=box, label="{label}"];')
+        for node, value, name in self.inputs:
+            label = f"v{node} {name}\\n{_describe(value)}".replace('"', "'")
+            out.append(f'  v{node} [shape=box, label="{label}"];')
         for r in self.records:
             label = f"v{r.out} = {r.primitive.name}\\n{_describe(r.ans)}"
             out.append(f'  v{r.out} [shape=ellipse, label="{label}"];')
@@ -336,20 +356,28 @@ def bind(prim: Primitive, args: tuple, params: dict = _NO_PARAMS) -> Any:
     if not top.live:
         raise _escaped_error(prim, top)
 
-    raw = []
-    parents = []
-    nested = False
-    for a in args:
-        if type(a) is Traced and a._tape is top:
-            v = a._value
-            raw.append(v)
-            parents.append(a._node)
-            nested = nested or type(v) is Traced
-        else:
-            raw.append(a)
-            parents.append(None)
-            nested = nested or type(a) is Traced
-    raw = tuple(raw)
+    if len(args) == 1:  # unary ops, half of all calls: skip the general loop
+        (a,) = args
+        v = a._value
+        raw = (v,)
+        parents = (a._node,)
+        nested = type(v) is Traced
+    else:
+        raw = []
+        parents = []
+        nested = False
+        for a in args:
+            if type(a) is Traced and a._tape is top:
+                v = a._value
+                raw.append(v)
+                parents.append(a._node)
+                nested = nested or type(v) is Traced
+            else:
+                raw.append(a)
+                parents.append(None)
+                nested = nested or type(a) is Traced
+        raw = tuple(raw)
+        parents = tuple(parents)
     if nested:
         ans = bind(prim, raw, params)
     else:
@@ -359,7 +387,7 @@ def bind(prim: Primitive, args: tuple, params: dict = _NO_PARAMS) -> Any:
             _reraise(prim, raw, params, e)
     node = top._count
     top._count = node + 1
-    rec = _new_record(prim, raw, params, tuple(parents), node, ans)
+    rec = _new_record(prim, raw, params, parents, node, ans)
     top.records.append(rec)
     if top.debug_nans:
         from tapegrad.debug import check_finite_output

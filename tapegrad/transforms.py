@@ -90,7 +90,7 @@ def _check_leaf(leaf: Any, fun: Callable, k: int, tree: Any, j: int, transform: 
         dtype = leaf.dtype
     else:
         dtype = None
-    if dtype is None or not np.issubdtype(dtype, np.floating):
+    if dtype is None or dtype.kind != "f":
         path = list(leaf_paths(tree, _arg_name(fun, k)))[j]
         what = f"dtype {dtype}" if dtype is not None else f"type {type(leaf).__name__}"
         raise TypeError(
@@ -262,7 +262,8 @@ def make_tape(fun: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Call
     """A function that runs ``fun`` once and returns its recorded :class:`~tapegrad.tape.Tape`.
 
     Only what depends on the ``argnums`` arguments is recorded. ``print(tape)`` shows the
-    Wengert list, one record a line; ``tape.output`` holds the (traced) result.
+    Wengert list, one record a line; ``tape.output`` holds the result's value and
+    ``tape.output_node`` its node.
     """
     nums, _ = _normalize_argnums(argnums)
 
@@ -272,7 +273,7 @@ def make_tape(fun: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Call
         with recording(tape):
             which = _resolve_argnums(fun, nums, len(args))
             new_args, _ = _box_args(tape, fun, args, which, "make_tape", names=True)
-            tape.output = fun(*new_args, **kwargs)
+            tape.set_output(fun(*new_args, **kwargs))
         return tape
 
     return make_tape_fun
