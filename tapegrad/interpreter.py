@@ -7,6 +7,10 @@ fits it to the input (undoing broadcasting, restoring the dtype: the one place b
 happen) and adds it into that input's entry of a dictionary keyed by node number. There is
 no graph, no topological sort and no recursion: the tape is already in evaluation order.
 
+Indexing's VJP hands back a sparse :class:`~tapegrad.ops.IndexedCotangent`, added in place
+into the accumulated entry (``np.add.at``), so gathering rows in a loop never builds a
+dense zero array per gather.
+
 Memory falls as the loop runs: each cotangent is popped when its record is processed, and
 with ``consume=True`` each record (and so its residuals) is dropped once used.
 """
@@ -17,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tapegrad.ops import add, cast, unbroadcast
+from tapegrad.ops import IndexedCotangent, add, cast, unbroadcast
 from tapegrad.tape import Tape, Traced
 
 __all__ = ["backward"]
@@ -39,6 +43,8 @@ def backward(tape: Tape, seeds: dict[int, Any], consume: bool = False) -> dict[i
         g = cts.pop(rec.out, None)
         if g is None:
             continue
+        if type(g) is IndexedCotangent:
+            g = g.dense()
         if debug:
             from tapegrad.debug import check_finite_cotangent
 
@@ -58,13 +64,25 @@ def backward(tape: Tape, seeds: dict[int, Any], consume: bool = False) -> dict[i
             prev = cts.get(parent)
             if prev is None:
                 cts[parent] = ct
-            elif parent in owned and type(ct) is not Traced:
-                np.add(prev, ct, out=prev)
+                continue
+            if type(prev) is IndexedCotangent:
+                prev = cts[parent] = prev.dense()
+                owned.add(parent)
+            if parent in owned and type(ct) is not Traced:
+                if type(ct) is IndexedCotangent:
+                    ct.add_into(prev)
+                else:
+                    np.add(prev, ct, out=prev)
             else:
+                if type(ct) is IndexedCotangent:
+                    ct = ct.dense()
                 total = add(prev, ct)
                 cts[parent] = total
                 if type(total) is np.ndarray and total.ndim:
                     owned.add(parent)
+    for node, ct in cts.items():
+        if type(ct) is IndexedCotangent:
+            cts[node] = ct.dense()
     return cts
 
 

@@ -27,6 +27,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 
 from tapegrad.tape import Primitive, Traced, _concrete, bind
@@ -537,8 +538,33 @@ def _getitem_forward(x, index):
 
 
 def _getitem_vjp(i, g, ans, x, index):
-    """Indexing picks values: scatter-add the cotangent back into zeros (repeats add up)."""
-    return scatter_add(g, index, _shape(x), _dtype(x))
+    """Indexing picks values: scatter-add the cotangent back into zeros (repeats add up).
+
+    A concrete cotangent is returned as an :class:`IndexedCotangent` (``g`` at ``index``)
+    that the interpreter adds straight into the input's accumulated cotangent, so a loop of
+    ``x[i]`` costs no dense zero array per gather. A traced one stays a traced op.
+    """
+    if type(g) is Traced:
+        return scatter_add(g, index, _shape(x), _dtype(x))
+    return IndexedCotangent(index, g, _shape(x), _dtype(x))
+
+
+@attrs.frozen(eq=False)
+class IndexedCotangent:
+    """A sparse cotangent: zeros of ``shape``/``dtype`` plus ``values`` at ``index``."""
+
+    index: Any
+    values: Any
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def add_into(self, out: np.ndarray) -> None:
+        """``out += self``, in place (repeated indices add up)."""
+        np.add.at(out, self.index, self.values)
+
+    def dense(self) -> np.ndarray:
+        """The cotangent as a new dense array."""
+        return _scatter_add_forward(self.values, self.index, self.shape, self.dtype)
 
 
 def _is_basic_index(index: Any) -> bool:

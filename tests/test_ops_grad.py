@@ -278,3 +278,18 @@ def test_float32_stays_float32(name):
     for g in grads:
         assert g.dtype == np.float32 and g.shape == (3, 3)
         assert np.all(np.isfinite(g)) and np.any(g != 0)
+
+
+def test_gathers_in_a_loop_accumulate_sparse_cotangents():
+    x = np.arange(12.0).reshape(4, 3)
+
+    def f(a):
+        return sum(tg.sum(a[i % 4] * (i + 1)) for i in range(10)) + tg.sum(a[np.array([1, 1])])
+
+    g = tg.grad(f)(x)
+    weights = [1 + 5 + 9, 2 + 6 + 10 + 2, 3 + 7, 4 + 8]  # i + 1 for i = row, row + 4, ...
+    np.testing.assert_array_equal(g, np.repeat(np.array(weights, float)[:, None], 3, axis=1))
+    # the rule itself builds no dense array: it returns the values and where they go
+    ct = tg.ops._getitem_vjp(0, np.ones(3), None, x, 2)
+    assert isinstance(ct, tg.ops.IndexedCotangent) and ct.values.shape == (3,)
+    assert ct.shape == (4, 3) and ct.dense()[2].tolist() == [1.0, 1.0, 1.0]
