@@ -58,7 +58,8 @@ def _learning_rate(lr: float | Schedule, step: int) -> float:
 
 
 def _check_lr(lr: float | Schedule) -> None:
-    if not callable(lr) and not (isinstance(lr, (int, float, np.number)) and lr > 0):
+    number = isinstance(lr, (int, float, np.number)) and not isinstance(lr, (bool, np.bool_))
+    if not callable(lr) and not (number and lr > 0):
         raise ValueError(f"lr must be a positive number or a callable step -> lr, got {lr!r}")
 
 
