@@ -1,9 +1,9 @@
 """NaN hunting: ``tg.debug_nans()`` makes the first non-finite record raise.
 
 When enabled (the context manager, or ``TAPEGRAD_DEBUG_NANS=1`` in the environment), every
-tape opened in the context checks each record's output as it is appended and each
-cotangent as the reverse interpreter reaches it, and raises :class:`FloatingPointError`
-naming the op, its record index and its input shapes. When disabled it costs nothing: a
+tape opened in the context checks each record's output as it is appended, each cotangent
+as the reverse interpreter reaches it and the final cotangent of each input, and raises
+:class:`FloatingPointError` naming the op, its record index and its input shapes. When disabled it costs nothing: a
 tape reads the flag once, when it is opened.
 """
 
@@ -80,4 +80,14 @@ def check_finite_cotangent(index: int, rec: Record, g: Any) -> None:
         raise FloatingPointError(
             f"tg.{rec.primitive.name} (record {index}, v{rec.out}) received a cotangent with "
             f"{bad} in the backward pass; inputs {_inputs(rec)}"
+        )
+
+
+def check_finite_input_cotangent(node: int, ct: Any) -> None:
+    """Raise if the cotangent left for input ``node`` at the end of the pass is not finite."""
+    bad = _bad_counts(ct)
+    if bad:
+        raise FloatingPointError(
+            f"the gradient of input v{node} holds {bad}: the cotangent reaching it from the "
+            "records that use it is not finite"
         )

@@ -82,7 +82,11 @@ def backward(tape: Tape, seeds: dict[int, Any], consume: bool = False) -> dict[i
                     owned.add(parent)
     for node, ct in cts.items():
         if type(ct) is IndexedCotangent:
-            cts[node] = ct.dense()
+            cts[node] = ct = ct.dense()
+        if debug:
+            from tapegrad.debug import check_finite_input_cotangent
+
+            check_finite_input_cotangent(node, ct)
     return cts
 
 

@@ -105,6 +105,12 @@ def test_debug_nans_catches_a_non_finite_cotangent():
     )
 
 
+def test_debug_nans_catches_a_non_finite_gradient_of_an_input():
+    with tg.debug_nans(), pytest.raises(FloatingPointError) as info, np.errstate(divide="ignore"):
+        tg.grad(lambda x: tg.sum(tg.sqrt(x)))(np.zeros(3))  # sqrt'(0) = inf, straight to x
+    assert "input v0 holds 0 NaN and 3 infinite of 3 values" in str(info.value)
+
+
 def test_debug_nans_from_the_environment_variable():
     code = (
         "import numpy as np, tapegrad as tg\n"
