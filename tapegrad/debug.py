@@ -3,8 +3,8 @@
 When enabled (the context manager, or ``TAPEGRAD_DEBUG_NANS=1`` in the environment), every
 tape opened in the context checks each record's output as it is appended, each cotangent
 as the reverse interpreter reaches it and the final cotangent of each input, and raises
-:class:`FloatingPointError` naming the op, its record index and its input shapes. When disabled it costs nothing: a
-tape reads the flag once, when it is opened.
+:class:`FloatingPointError` naming the op, its record index and its input shapes. When
+disabled it costs nothing: a tape reads the flag once, when it is opened.
 """
 
 from __future__ import annotations
