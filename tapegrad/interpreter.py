@@ -55,7 +55,12 @@ def backward(tape: Tape, seeds: dict[int, Any], consume: bool = False) -> dict[i
         for i, parent in enumerate(rec.parents):
             if parent is None:
                 continue
-            ct = vjp(i, g, rec.ans, *args, **params) if params else vjp(i, g, rec.ans, *args)
+            if rec.saved is not None:
+                ct = vjp(i, g, rec.ans, *args, saved=rec.saved, **params)
+            elif params:
+                ct = vjp(i, g, rec.ans, *args, **params)
+            else:
+                ct = vjp(i, g, rec.ans, *args)
             if ct is None:
                 continue
             x = args[i]

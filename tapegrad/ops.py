@@ -74,7 +74,10 @@ __all__ = [
 
 
 def _shape(x: Any) -> tuple[int, ...]:
-    return x.shape if type(x) is Traced else np.shape(x)
+    try:
+        return x.shape  # arrays, numpy scalars and traced values
+    except AttributeError:
+        return np.shape(x)
 
 
 def _dtype(x: Any) -> np.dtype:
@@ -696,14 +699,15 @@ def unbroadcast(g: ArrayLike, shape: tuple[int, ...]) -> ArrayLike:
 
 
 def _affine_forward(W, b, x):
-    W, b, x = np.asarray(W), np.asarray(b), np.asarray(x)
+    if type(W) is not np.ndarray or type(b) is not np.ndarray or type(x) is not np.ndarray:
+        W, b, x = np.asarray(W), np.asarray(b), np.asarray(x)
     if W.ndim != 2 or b.shape != (W.shape[0],) or x.ndim not in (1, 2) or x.shape[-1] != W.shape[1]:
         raise ValueError(
             f"tg.affine: expected W (out, in), b (out,) and x (batch, in) or (in,); got "
             f"W {W.shape}, b {b.shape}, x {x.shape}"
         )
     out = x @ W.T
-    if np.result_type(out, b) == out.dtype and out.ndim == 2:
+    if out.ndim == 2 and b.dtype == out.dtype:
         out += b  # the product is a fresh array: add the bias in place
         return out
     return out + b
@@ -724,7 +728,7 @@ def _check_labels(logits_shape: tuple[int, ...], labels: Any) -> np.ndarray:
     if len(logits_shape) != 2:
         raise ValueError(f"tg.nll: expected logits of shape (batch, classes), got {logits_shape}")
     batch, classes = logits_shape
-    if not np.issubdtype(labels.dtype, np.integer):
+    if labels.dtype.kind not in "iu":
         raise ValueError(
             f"tg.nll: labels must be integers in [0, {classes}), got dtype {labels.dtype}"
         )
@@ -742,22 +746,33 @@ def _check_labels(logits_shape: tuple[int, ...], labels: Any) -> np.ndarray:
 
 
 def _nll_forward(logits, labels):
-    shifted = logits - np.max(logits, axis=1, keepdims=True)  # largest logit of a row: 0
-    lse = np.log(np.sum(np.exp(shifted), axis=1))
-    lse -= shifted[np.arange(len(labels)), labels]
-    return np.mean(lse)
+    logits = np.asarray(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)  # largest logit of a row: 0
+    probs = np.exp(shifted)
+    total = probs.sum(axis=1, keepdims=True)
+    loss = np.log(total[:, 0])
+    loss -= shifted[np.arange(len(labels)), labels]
+    probs /= total
+    return loss.sum() / len(labels), probs  # the softmax is the VJP's residual
 
 
-def _nll_vjp(i, g, ans, logits, labels):
+def _nll_vjp(i, g, ans, logits, labels, saved=None):
     """d nll/d logits = (softmax(logits) - onehot(labels)) / batch."""
     batch = len(labels)
+    rows = np.arange(batch)
+    if saved is not None and type(g) is not Traced:  # concrete: finish the saved softmax
+        scale = g / batch
+        out = saved * scale
+        out[rows, labels] -= scale
+        return out
+    probs = saved if saved is not None else softmax(logits, axis=1)
     onehot = np.zeros(_shape(logits), _dtype(logits))
-    onehot[np.arange(batch), labels] = 1
-    return (softmax(logits, axis=1) - onehot) * (g / batch)
+    onehot[rows, labels] = 1
+    return (probs - onehot) * (g / batch)
 
 
 AFFINE = Primitive("affine", _affine_forward, _affine_vjp)
-NLL = Primitive("nll", _nll_forward, _nll_vjp)
+NLL = Primitive("nll", _nll_forward, _nll_vjp, saves=True)
 
 
 def affine(W: ArrayLike, b: ArrayLike, x: ArrayLike) -> ArrayLike:

@@ -81,7 +81,8 @@ class _ShapeMismatch(Exception):
 
 
 def _checked(p: Any, g: Any) -> tuple[np.ndarray, np.ndarray]:
-    p, g = np.asarray(p), np.asarray(g)
+    if type(p) is not np.ndarray or type(g) is not np.ndarray:
+        p, g = np.asarray(p), np.asarray(g)
     if p.shape != g.shape:  # broadcasting would silently hide a bug
         raise _ShapeMismatch
     return p, g
@@ -96,17 +97,19 @@ def _map_checked(fn: Callable[..., Any], params: Any, grads: Any, *rest: Any) ->
 
 
 def _descend(p: Any, d: Any, lr: float) -> np.ndarray:
-    """``p - lr * d`` in ``p``'s dtype, with one new array and no temporary."""
+    """``p - lr * d`` as one new array of ``p``'s dtype."""
     p, d = _checked(p, d)
-    out = np.multiply(d, -lr, dtype=p.dtype)
+    out = d * -lr
+    if out.dtype != p.dtype:
+        out = out.astype(p.dtype)
     out += p
     return out
 
 
 def _accumulate(v: Any, g: Any, mu: float) -> np.ndarray:
-    """``mu * v + g`` in ``v``'s dtype, with one new array."""
+    """``mu * v + g`` as one new array of ``v``'s dtype."""
     v, g = _checked(v, g)
-    out = np.multiply(v, mu, dtype=v.dtype)
+    out = v * mu
     out += g
     return out
 

@@ -31,30 +31,35 @@ def _is_container(x: object) -> bool:
 
 def _rebuild(template: PyTree, children: list) -> PyTree:
     """Build a container of ``template``'s type holding ``children`` in order."""
+    kind = type(template)
+    if kind is dict:
+        return dict(zip(template, children, strict=True))
+    if kind is list:
+        return children
+    if kind is tuple:
+        return tuple(children)
     if isinstance(template, dict):
-        return type(template)(zip(template.keys(), children, strict=True))
+        return kind(zip(template.keys(), children, strict=True))
     if isinstance(template, tuple) and hasattr(template, "_fields"):  # a named tuple
-        return type(template)(*children)
-    return type(template)(children)
+        return kind(*children)
+    return kind(children)
 
 
-def _children(x: PyTree) -> list:
-    return list(x.values()) if isinstance(x, dict) else list(x)
+def _collect(node: PyTree, out: list) -> None:
+    if isinstance(node, dict):
+        for v in node.values():
+            _collect(v, out)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            _collect(v, out)
+    else:
+        out.append(node)
 
 
 def tree_leaves(tree: PyTree) -> list:
     """The leaves of ``tree``, depth first, in the order :func:`tree_flatten` gives."""
-    if not _is_container(tree):
-        return [tree]
     out: list = []
-    stack = [tree]
-    # An explicit stack keeps deep trees clear of the recursion limit.
-    while stack:
-        node = stack.pop()
-        if _is_container(node):
-            stack.extend(reversed(_children(node)))
-        else:
-            out.append(node)
+    _collect(tree, out)
     return out
 
 
@@ -64,19 +69,26 @@ def tree_flatten(tree: PyTree) -> tuple[list, PyTree]:
     The treedef is ``tree`` itself with its leaves left in place: it is only read, never
     mutated, and only its containers matter.
     """
-    return tree_leaves(tree), tree
+    out: list = []
+    _collect(tree, out)
+    return out, tree
+
+
+def _build(node: PyTree, it: Iterator) -> PyTree:
+    if isinstance(node, dict):
+        return _rebuild(node, [_build(v, it) for v in node.values()])
+    if isinstance(node, (list, tuple)):
+        return _rebuild(node, [_build(v, it) for v in node])
+    return next(it)
 
 
 def tree_unflatten(treedef: PyTree, leaves: list) -> PyTree:
     """Inverse of :func:`tree_flatten`: the containers of ``treedef`` holding ``leaves``."""
     it = iter(leaves)
-
-    def build(node: PyTree) -> PyTree:
-        if _is_container(node):
-            return _rebuild(node, [build(c) for c in _children(node)])
-        return next(it)
-
-    out = build(treedef)
+    try:
+        out = _build(treedef, it)
+    except StopIteration:
+        raise ValueError("tree_unflatten: fewer leaves than the tree has places for") from None
     if next(it, _SENTINEL) is not _SENTINEL:
         raise ValueError("tree_unflatten: more leaves than the tree has places for")
     return out
@@ -91,26 +103,68 @@ def tree_map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:
     ``rest`` trees must have the structure of ``tree``; dicts are matched by key. A
     mismatch raises ``ValueError`` naming the path where the trees part.
     """
+    if not rest:
+        return _map1(fn, tree)
+    if len(rest) == 1:
+        return _map2(fn, tree, rest[0], ())
+    return _map(fn, tree, rest, ())
 
-    # ``path`` is a chain of (parent, key) pairs, formatted only if an error needs it.
-    def walk(path: tuple, node: PyTree, others: tuple) -> PyTree:
-        if isinstance(node, dict):
-            for o in others:
-                if not isinstance(o, dict) or o.keys() != node.keys():
-                    raise _mismatch(path, node, o)
-            return _rebuild(
-                node, [walk((path, k), v, tuple(o[k] for o in others)) for k, v in node.items()]
-            )
-        if isinstance(node, (list, tuple)):
-            for o in others:
-                if not isinstance(o, (list, tuple)) or len(o) != len(node):
-                    raise _mismatch(path, node, o)
-            return _rebuild(
-                node, [walk((path, i), v, tuple(o[i] for o in others)) for i, v in enumerate(node)]
-            )
-        return fn(node, *others)
 
-    return walk((), tree, rest)
+def _map1(fn: Callable[..., Any], node: PyTree) -> PyTree:
+    kind = type(node)  # exact types first: the common trees take no isinstance call
+    if kind is dict:
+        return {k: _map1(fn, v) for k, v in node.items()}
+    if kind is list:
+        return [_map1(fn, v) for v in node]
+    if kind is tuple:
+        return tuple([_map1(fn, v) for v in node])
+    if isinstance(node, dict):
+        return _rebuild(node, [_map1(fn, v) for v in node.values()])
+    if isinstance(node, (list, tuple)):
+        return _rebuild(node, [_map1(fn, v) for v in node])
+    return fn(node)
+
+
+# ``path`` is a chain of (parent, key) pairs, formatted only if an error needs it.
+def _map(fn: Callable[..., Any], node: PyTree, others: tuple, path: tuple) -> PyTree:
+    if isinstance(node, dict):
+        for o in others:
+            if not isinstance(o, dict) or o.keys() != node.keys():
+                raise _mismatch(path, node, o)
+        return _rebuild(
+            node, [_map(fn, v, tuple(o[k] for o in others), (path, k)) for k, v in node.items()]
+        )
+    if isinstance(node, (list, tuple)):
+        for o in others:
+            if not isinstance(o, (list, tuple)) or len(o) != len(node):
+                raise _mismatch(path, node, o)
+        return _rebuild(
+            node, [_map(fn, v, tuple(o[i] for o in others), (path, i)) for i, v in enumerate(node)]
+        )
+    return fn(node, *others)
+
+
+def _map2(fn: Callable[..., Any], node: PyTree, other: PyTree, path: tuple) -> PyTree:
+    """:func:`_map` for exactly two trees, the optimizers' case: no per-node tuples."""
+    kind = type(node)
+    if kind is dict and type(other) is dict and node.keys() == other.keys():
+        return {k: _map2(fn, v, other[k], (path, k)) for k, v in node.items()}
+    if kind is list and type(other) is list and len(node) == len(other):
+        return [
+            _map2(fn, v, w, (path, i)) for i, (v, w) in enumerate(zip(node, other, strict=True))
+        ]
+    if isinstance(node, dict):
+        if not isinstance(other, dict) or other.keys() != node.keys():
+            raise _mismatch(path, node, other)
+        return _rebuild(node, [_map2(fn, v, other[k], (path, k)) for k, v in node.items()])
+    if isinstance(node, (list, tuple)):
+        if not isinstance(other, (list, tuple)) or len(other) != len(node):
+            raise _mismatch(path, node, other)
+        return _rebuild(
+            node,
+            [_map2(fn, v, w, (path, i)) for i, (v, w) in enumerate(zip(node, other, strict=True))],
+        )
+    return fn(node, other)
 
 
 def _format_path(path: tuple) -> str:

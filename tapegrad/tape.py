@@ -43,11 +43,18 @@ class Primitive:
     so they are themselves traced when the cotangent or the residuals are. A rule may return
     ``None`` for an argument that has no derivative (a boolean condition, say). It never
     undoes broadcasting or casts: the interpreter does both, in one place.
+
+    With ``saves=True`` the forward returns ``(ans, saved)``: an intermediate result the
+    VJP would otherwise recompute (``nll`` keeps its softmax). ``saved`` is stored on the
+    record and handed to the rule as the keyword ``saved``; it is ``None`` when the inputs
+    were traced by an outer transform, and the rule must then recompute it with tapegrad's
+    ops so that the derivative of the derivative stays right.
     """
 
     name: str
     forward: Callable[..., Any]
     vjp: Callable[..., Any]
+    saves: bool = False
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
@@ -65,6 +72,7 @@ class Record:
         parents: for each input, its node number on this tape, or ``None`` for a constant.
         out: the node number of the output.
         ans: the output value (also a residual: ``exp``'s VJP is ``g * ans``).
+        saved: what a ``saves=True`` primitive's forward kept for its VJP, else ``None``.
     """
 
     primitive: Primitive
@@ -73,6 +81,7 @@ class Record:
     parents: tuple
     out: int
     ans: Any
+    saved: Any = None
 
     def __repr__(self) -> str:
         return _format_record(self)
@@ -97,7 +106,10 @@ class Traced:
     # numpy-like metadata; the value may itself be Traced (nested transforms)
     @property
     def shape(self) -> tuple[int, ...]:
-        return np.shape(self._value) if type(self._value) is not Traced else self._value.shape
+        try:
+            return self._value.shape  # an array, a numpy scalar or a traced value
+        except AttributeError:
+            return np.shape(self._value)
 
     @property
     def dtype(self) -> np.dtype:
@@ -281,11 +293,14 @@ def _format_record(r: Record) -> str:
     _set_parents,
     _set_out,
     _set_ans,
+    _set_saved,
 ) = (Record.__dict__[f.name].__set__ for f in attrs.fields(Record))
 
 
-def _new_record(prim: Primitive, args: tuple, params: dict, parents: tuple, out: int, ans: Any):
-    """``Record(prim, args, params, parents, out, ans)``, built without attrs' per-field detour."""
+def _new_record(
+    prim: Primitive, args: tuple, params: dict, parents: tuple, out: int, ans: Any, saved: Any
+) -> Record:
+    """``Record(prim, args, params, parents, out, ans, saved)``, without attrs' detour."""
     rec = object.__new__(Record)
     _set_primitive(rec, prim)
     _set_args(rec, args)
@@ -293,6 +308,7 @@ def _new_record(prim: Primitive, args: tuple, params: dict, parents: tuple, out:
     _set_parents(rec, parents)
     _set_out(rec, out)
     _set_ans(rec, ans)
+    _set_saved(rec, saved)
     return rec
 
 
@@ -350,9 +366,10 @@ def bind(prim: Primitive, args: tuple, params: dict = _NO_PARAMS) -> Any:
             top = a._tape
     if top is None:
         try:
-            return prim.forward(*args, **params)
+            ans = prim.forward(*args, **params)
         except (ValueError, TypeError, IndexError) as e:
             _reraise(prim, args, params, e)
+        return ans[0] if prim.saves else ans
     if not top.live:
         raise _escaped_error(prim, top)
 
@@ -378,6 +395,7 @@ def bind(prim: Primitive, args: tuple, params: dict = _NO_PARAMS) -> Any:
                 nested = nested or type(a) is Traced
         raw = tuple(raw)
         parents = tuple(parents)
+    saved = None
     if nested:
         ans = bind(prim, raw, params)
     else:
@@ -385,9 +403,11 @@ def bind(prim: Primitive, args: tuple, params: dict = _NO_PARAMS) -> Any:
             ans = prim.forward(*raw, **params)
         except (ValueError, TypeError, IndexError) as e:
             _reraise(prim, raw, params, e)
+        if prim.saves:
+            ans, saved = ans
     node = top._count
     top._count = node + 1
-    rec = _new_record(prim, raw, params, parents, node, ans)
+    rec = _new_record(prim, raw, params, parents, node, ans, saved)
     top.records.append(rec)
     if top.debug_nans:
         from tapegrad.debug import check_finite_output

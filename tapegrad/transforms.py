@@ -83,6 +83,8 @@ def _arg_name(fun: Callable, k: int) -> str:
 
 def _check_leaf(leaf: Any, fun: Callable, k: int, tree: Any, j: int, transform: str) -> Any:
     """``leaf`` as a floating-point array (or traced value); else a TypeError naming it."""
+    if type(leaf) is np.ndarray and leaf.dtype.kind == "f":  # the usual case, first
+        return leaf
     if type(leaf) is Traced:
         dtype = leaf.dtype
     elif isinstance(leaf, (np.ndarray, np.generic, float)) and not isinstance(leaf, bool):
@@ -103,20 +105,29 @@ def _check_leaf(leaf: Any, fun: Callable, k: int, tree: Any, j: int, transform: 
 
 def _box_args(
     tape: Tape, fun: Callable, args: tuple, argnums: tuple[int, ...], transform: str, names: bool
-) -> tuple[list, list[tuple[Any, list[Traced]]]]:
-    """Replace each differentiated argument by a copy of its tree with traced leaves."""
+) -> tuple[list, list[Any]]:
+    """Replace each differentiated argument by a copy of its tree with traced leaves.
+
+    Returns the new arguments and, per differentiated argument, its traced tree (which
+    :func:`_cotangent_trees` later maps to the gradient, in one walk).
+    """
     new_args = list(args)
-    inputs = []
+    traced_trees = []
     for k in argnums:
-        leaves, treedef = tree_flatten(args[k])
-        paths = list(leaf_paths(args[k], _arg_name(fun, k))) if names else [""] * len(leaves)
-        boxed = [
-            tape.new_input(_check_leaf(leaf, fun, k, args[k], j, transform), paths[j])
-            for j, leaf in enumerate(leaves)
-        ]
-        new_args[k] = tree_unflatten(treedef, boxed)
-        inputs.append((treedef, boxed))
-    return new_args, inputs
+        tree = args[k]
+        paths = list(leaf_paths(tree, _arg_name(fun, k))) if names else None
+        count = 0
+
+        def box(leaf: Any, k: int = k, tree: Any = tree, paths: list | None = paths) -> Traced:
+            nonlocal count
+            j, count = count, count + 1
+            if type(leaf) is not np.ndarray or leaf.dtype.kind != "f":
+                leaf = _check_leaf(leaf, fun, k, tree, j, transform)
+            return tape.new_input(leaf, paths[j] if paths else "")
+
+        new_args[k] = tree_map(box, tree)
+        traced_trees.append(new_args[k])
+    return new_args, traced_trees
 
 
 def _split_aux(out: Any, has_aux: bool, fun: Callable) -> tuple[Any, Any]:
@@ -155,34 +166,33 @@ def _unbox(x: Any, tape: Tape) -> Any:
 def _input_cotangents(tape: Tape, out: Any, inputs: list) -> list:
     """Run the reverse interpreter from ``out`` and build one gradient tree per argument."""
     if type(out) is Traced and out._tape is tape:
-        seed = np.ones((), dtype=out.dtype)
+        seed = np.array(1, dtype=out.dtype)
         cts = backward(tape, {out._node: seed}, consume=True)
     else:
         cts = {}  # the output does not depend on the arguments
     return _cotangent_trees(cts, inputs)
 
 
-def _cotangent_trees(cts: dict, inputs: list) -> list:
+def _cotangent_trees(cts: dict, traced_trees: list) -> list:
     """The cotangents of the boxed inputs, as one tree per differentiated argument."""
     seen: set[int] = set()
-    trees = []
-    for treedef, boxed in inputs:
-        leaves = [_finish(cts.get(t._node), t, seen) for t in boxed]
-        trees.append(tree_unflatten(treedef, leaves))
-    return trees
 
-
-def _finish(ct: Any, t: Traced, seen: set[int]) -> Any:
-    """The gradient leaf for input ``t``: its own writable array of ``t``'s shape and dtype."""
-    if type(ct) is Traced:
+    def finish(t: Traced) -> Any:
+        """The gradient leaf for input ``t``: its own writable array of ``t``'s shape and dtype."""
+        ct = cts.get(t._node)
+        if type(ct) is Traced:
+            return ct
+        if ct is None:
+            return np.zeros(t.shape, t.dtype)
+        if type(ct) is not np.ndarray:
+            ct = np.asarray(ct)
+        flags = ct.flags
+        if not (flags.owndata and flags.writeable) or id(ct) in seen:
+            ct = ct.copy()  # never hand out a view, or one array as two gradients
+        seen.add(id(ct))
         return ct
-    if ct is None:
-        return np.zeros(t.shape, t.dtype)
-    a = np.asarray(ct)
-    if id(a) in seen or not a.flags.owndata or not a.flags.writeable:
-        a = a.copy()  # never hand out a view, or one array as two gradients
-    seen.add(id(a))
-    return a
+
+    return [tree_map(finish, tr) for tr in traced_trees]
 
 
 # ---------------------------------------------------------------------------------------
