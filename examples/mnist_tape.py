@@ -1,13 +1,15 @@
 """Train a multilayer perceptron on MNIST with tapegrad: the project's headline job.
 
-One command trains the default network (784-100-100-10, ReLU, SGD with momentum)::
+One command trains the default network (784-100-100-10, ReLU, SGD with momentum, a small
+weight penalty, training images moved by up to a pixel)::
 
     TAPEGRAD_DATA_DIR=/path/to/mnist python examples/mnist_tape.py
 
 and ends with the line ``test accuracy: 0.9xxx``. ``--help`` lists the flags; a few runs::
 
-    python examples/mnist_tape.py --hidden              # no hidden layer (softmax regression)
-    python examples/mnist_tape.py --activation tanh     # 784-100-100-10 tanh
+    python examples/mnist_tape.py --hidden --l2 0 --augment 0   # softmax regression
+    python examples/mnist_tape.py --activation tanh             # 784-100-100-10 tanh
+    python examples/mnist_tape.py --l2 0 --augment 0            # no regularisation
     python examples/mnist_tape.py --plot curves.png --metrics metrics.json
     python examples/mnist_tape.py --save ckpt.npz --stop-after 4      # ... then, later:
     python examples/mnist_tape.py --save ckpt.npz --resume ckpt.npz   # epochs 5 to 10
@@ -23,13 +25,17 @@ Choices made here (and why)
 - **Per-epoch numbers.** After each epoch the network is evaluated (forward only, plain
   numpy: nothing is traced) on the whole training set and the validation set, so
   ``train_loss``/``train_accuracy`` and ``val_loss``/``val_accuracy`` are measured with the
-  same parameters and are directly comparable. The mean of the minibatch losses seen
-  during the epoch (parameters moving under it) is kept too, as ``batch_loss``.
+  same parameters and are directly comparable, and always on the images as they are (not
+  moved by ``--augment``). The mean of the minibatch losses seen during the epoch
+  (parameters moving under it) is kept too, as ``batch_loss``: the NLL of the images as
+  trained on (moved), without the weight penalty.
   ``seconds`` is the wall-clock time of the epoch's training steps; ``eval_seconds`` that
   of the evaluation after it.
 - **Randomness.** ``--seed`` feeds one ``numpy.random.SeedSequence`` that spawns two
   generators: one for the initial weights, one that shuffles the training set at the start
-  of every epoch. Same seed, same flags: the same numbers, bit for bit.
+  of every epoch and then draws the ``--augment`` offsets of each minibatch. Same seed,
+  same flags: the same numbers, bit for bit (with the same numpy, BLAS and number of BLAS
+  threads: ``OPENBLAS_NUM_THREADS`` changes the last bits of the matrix products).
 - **Checkpoints.** With ``--save PATH`` a checkpoint is written (atomically, by
   ``tapegrad.checkpoint``) at the end of every epoch: the parameters and the optimizer
   state as arrays, and as JSON metadata the number of epochs done, the shuffling
@@ -37,14 +43,45 @@ Choices made here (and why)
   ``--resume PATH`` restores all of it and carries on from the next epoch, reshuffling
   with the restored generator, so the final parameters and accuracies are bit-identical
   to those of an uninterrupted run. The flags that shape training must match those saved
-  (``--epochs`` may grow when the learning rate is constant). ``--stop-after N`` ends a
-  run after ``N`` epochs, as an interruption would (the schedule still spans ``--epochs``).
+  (``--epochs`` may grow when the learning rate is constant; a checkpoint from before
+  ``--l2`` and ``--augment`` existed counts as ``--l2 0 --augment 0``). ``--stop-after N``
+  ends a run after ``N`` epochs, as an interruption would (the schedule still spans
+  ``--epochs``).
 - **Learning rate.** ``--schedule cosine`` (the default) decays the rate from ``--lr`` to
   0 along half a cosine over all the training steps, ``step`` divides it by 10 after half
   and again after three quarters of them, ``constant`` keeps it fixed. The defaults
   (momentum 0.9, lr 0.1, batch 128, cosine, 10 epochs) won a small sweep (lr 0.05 to
-  0.2, batch 32 to 128, seed 0) on validation accuracy; the default network reaches about
-  0.98 test accuracy in 10 epochs (0.9816 with seed 0; 0.978 to 0.980 with seeds 1 to 3).
+  0.2, batch 32 to 128, seed 0, no regularisation) on validation accuracy.
+- **Regularisation.** Unregularised, the default network ends at 0.999 training accuracy
+  and 0.978 to 0.981 test accuracy depending on the seed: it overfits. Two remedies, both
+  on by default:
+
+  * ``--l2 LAMBDA`` adds ``LAMBDA / 2`` times the squared norm of every weight matrix
+    (biases excluded) to the minibatch NLL, inside the differentiated function, so the
+    gradient gains ``LAMBDA W``; see ``weight_penalty``.
+  * ``--augment N`` moves each training image, in every minibatch and anew at every
+    epoch, by its own whole number of pixels down and across, each uniform in
+    ``[-N, N]``, zeros shifted in: new images the network has not seen, with the same
+    labels. ``Translations`` pads the training set once so that a moved minibatch is one
+    gather: +5 to 7 % per epoch for the default network; the penalty costs +14 to 16 %.
+
+  Defaults chosen on validation accuracy (mean of seeds 0 to 5): ``--augment 1`` 0.9836
+  alone, 0.9840 with ``--l2 1e-4``, 0.9836 with ``--l2 5e-4`` (indistinguishable: the
+  seed-to-seed spread is 0.0006 to 0.0010), 0.9827 with ``--l2 1e-3`` and 0.9831 with
+  ``--augment 2 --l2 5e-4`` (seeds 0 to 2 for these two); ``--l2 5e-4 --augment 1`` kept.
+  Test accuracies after 10 epochs, seeds 0, 1, 2 (``OPENBLAS_NUM_THREADS=1``)::
+
+      (defaults)                                   0.9864  0.9850  0.9871
+      --l2 0 --augment 0                           0.9809  0.9806  0.9784
+      --augment 0                                  0.9815  0.9816  0.9814
+      --l2 0                                       0.9839  0.9852  0.9851
+      --activation tanh                            0.9849  0.9824  0.9841
+      --activation tanh --l2 0 --augment 0         0.9801  0.9780  0.9783
+      --hidden --l2 0 --augment 0   (784-10)       0.9245  0.9252  0.9247
+      --hidden                      (784-10)       0.9174  0.9176  0.9177
+
+  Softmax regression is a linear classifier that underfits: the penalty and the moves
+  only cost it accuracy, so train it with ``--l2 0 --augment 0``.
 """
 
 from __future__ import annotations
@@ -63,7 +100,8 @@ import numpy as np
 
 import tapegrad as tg
 
-N_PIXELS = 28 * 28
+SIDE = 28  # MNIST images are SIDE x SIDE pixels
+N_PIXELS = SIDE * SIDE
 N_CLASSES = 10
 EVAL_CHUNK = 10_000
 CHECKPOINT_FORMAT = "mnist_tape/1"
@@ -79,7 +117,11 @@ TRAINING_KEYS = (
     "seed",
     "val_size",
     "limit_train",
+    "l2",
+    "augment",
 )
+# What a checkpoint written before a key existed was trained with (no penalty, no shifts).
+LEGACY_CONFIG = {"l2": 0.0, "augment": 0}
 HISTORY_KEYS = (
     "epoch",
     "train_loss",
@@ -116,6 +158,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _max_shift(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < SIDE:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, {SIDE - 1}], got {text}")
+    return value
+
+
 def _momentum(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
@@ -148,6 +204,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["cosine", "step", "constant"],
         default="cosine",
         help="learning-rate schedule over all the training steps",
+    )
+    opt.add_argument(
+        "--l2",
+        type=_nonnegative_float,
+        default=5e-4,
+        metavar="LAMBDA",
+        help="weight penalty: LAMBDA/2 times the squared norm of every weight matrix (not "
+        "the biases) is added to the loss (0: none)",
+    )
+    opt.add_argument(
+        "--augment",
+        type=_max_shift,
+        default=1,
+        metavar="N",
+        help="move each training image by a random whole number of pixels in [-N, N] "
+        "down and across, anew at each epoch (0: no augmentation)",
     )
     opt.add_argument("--batch-size", type=_positive_int, default=128)
     opt.add_argument("--epochs", type=_positive_int, default=10, help="total number of epochs")
@@ -231,6 +303,8 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
         "lr": args.lr,
         "mu": args.mu if args.optimizer == "momentum" else None,
         "schedule": args.schedule,
+        "l2": args.l2,
+        "augment": args.augment,
         "batch_size": args.batch_size,
         "epochs": args.epochs,
         "seed": args.seed,
@@ -266,6 +340,59 @@ def load_data(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarra
         "val": (preprocess(x_val), y_val.astype(np.int64)),
         "test": (preprocess(x_test), y_test.astype(np.int64)),
     }
+
+
+class Translations:
+    """A set of flattened images, padded once so that translating a minibatch costs a gather.
+
+    Each image is stored with ``m = max_shift * (SIDE + 1)`` zeros before and after it,
+    ``(N, 784 + 2 m)`` in all. Image ``i`` moved ``dy`` pixels down and ``dx`` right
+    (negative: up, left), zeros shifted in, is then the 784 values starting at offset
+    ``m - dy * SIDE - dx`` of its padded row, except for the ``|dx|`` columns that a
+    horizontal move wraps around from the other edge of the neighbouring row: those are
+    zeroed after the gather. A minibatch of images, each with its own offset, is thus one
+    fancy-indexing gather of contiguous rows (as ``x[rows]`` is) and ``2 max_shift`` column
+    assignments: no per-example Python loop, no reordering.
+    """
+
+    def __init__(self, images: np.ndarray, max_shift: int) -> None:
+        if images.ndim != 2 or images.shape[1] != N_PIXELS:
+            raise ValueError(f"expected flattened images (N, {N_PIXELS}), got {images.shape}")
+        if not 0 <= max_shift < SIDE:
+            raise ValueError(f"max_shift must lie in [0, {SIDE - 1}], got {max_shift}")
+        self.max_shift = max_shift
+        self.margin = max_shift * (SIDE + 1)
+        self.padded = np.zeros((len(images), N_PIXELS + 2 * self.margin), images.dtype)
+        self.padded[:, self.margin : self.margin + N_PIXELS] = images
+        # (N, 2 m + 1, 784): windows[i, k] is the 784 values at offset k of padded row i
+        self._windows = np.lib.stride_tricks.sliding_window_view(self.padded, N_PIXELS, axis=1)
+
+    @property
+    def images(self) -> np.ndarray:
+        """The images themselves, unmoved: a (read-only) view of the padded array."""
+        return self._windows[:, self.margin]
+
+    def __len__(self) -> int:
+        return len(self.padded)
+
+    def take(self, rows: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+        """Images ``rows``, image ``rows[b]`` moved ``dy[b]`` down and ``dx[b]`` right.
+
+        ``|dy|, |dx| <= max_shift``; returns a new ``(len(rows), 784)`` array.
+        """
+        out = self._windows[rows, self.margin - dy * SIDE - dx]
+        grid = out.reshape(len(out), SIDE, SIDE)
+        for d in range(1, self.max_shift + 1):  # the wrapped-around columns
+            grid[dx >= d, :, d - 1] = 0
+            grid[dx <= -d, :, SIDE - d] = 0
+        return out
+
+    def random(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Images ``rows``, each moved by its own random offset: ``dy`` and ``dx``
+        independent and uniform on the integers of ``[-max_shift, max_shift]``, drawn from
+        ``rng`` (one call)."""
+        dy, dx = rng.integers(-self.max_shift, self.max_shift + 1, size=(2, len(rows)))
+        return self.take(rows, dy, dx)
 
 
 # ----------------------------------------------------------------------------- model
@@ -304,9 +431,31 @@ def init_params(args: argparse.Namespace, rng: np.random.Generator) -> dict:
     return tg.nn.init_mlp(rng, sizes, activation=args.activation, dtype=np.float32)
 
 
-def make_loss(activation: str) -> Callable[[Any, Any, Any], Any]:
+def weight_penalty(params: Any) -> Any:
+    """The sum over the layers of the squared Frobenius norm of ``W`` (biases excluded).
+
+    Each norm is the dot product of the flattened matrix with itself: the same number as
+    ``tg.sum(W ** 2)`` but cheaper to differentiate. A training step of the default
+    network (batch 128, one BLAS thread) took 0.97 ms with it, 1.10 ms with
+    ``tg.sum(W ** 2)``, 1.6 ms with ``tg.sum(W * W)`` and 0.80 ms without a penalty.
+    """
+    total = None
+    for layer in params["layers"]:
+        w = tg.reshape(layer["W"], (-1,))
+        norm2 = tg.matmul(w, w)
+        total = norm2 if total is None else total + norm2
+    return total
+
+
+def make_loss(activation: str, l2: float = 0.0) -> Callable[[Any, Any, Any], Any]:
+    """``loss(params, x, y) -> (objective, nll)``: the objective is the mean NLL plus
+    ``l2 / 2`` times :func:`weight_penalty` (use with ``has_aux=True``)."""
+
     def loss_fn(params: Any, x: Any, y: Any) -> Any:
-        return tg.nn.nll(tg.nn.mlp(params, x, activation), y)
+        nll = tg.nn.nll(tg.nn.mlp(params, x, activation), y)
+        if l2 == 0:
+            return nll, nll
+        return nll + (0.5 * l2) * weight_penalty(params), nll
 
     return loss_fn
 
@@ -429,7 +578,7 @@ def load_checkpoint(
     tree, meta = tg.checkpoint.load(path, like={"params": params, "opt_state": opt_state})
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise SystemExit(f"mnist_tape.py: error: {path} is not a mnist_tape.py checkpoint")
-    saved = meta["config"]
+    saved = {**LEGACY_CONFIG, **meta["config"]}
     keys = list(TRAINING_KEYS)
     if config["schedule"] != "constant":
         keys.append("epochs")  # the schedule spans all the epochs
@@ -465,11 +614,16 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
     """Train as ``args`` says; ``(final parameters, metrics)``."""
     config = config_of(args)
     data = load_data(args)
-    x_train, y_train = data["train"]
+    x_train, y_train = data.pop("train")  # not kept in data: --augment pads a copy of it
     x_val, y_val = data["val"]
     x_test, y_test = data["test"]
     config.update(n_train=len(x_train), n_val=len(x_val), n_test=len(x_test))
     steps_per_epoch = tg.datasets.num_batches(len(x_train), args.batch_size)
+    shifts, rows = None, None
+    if args.augment:
+        shifts = Translations(x_train, args.augment)
+        x_train = shifts.images  # evaluate on the unmoved images (a view: no second copy)
+        rows = np.arange(len(x_train))
 
     init_seq, shuffle_seq = np.random.SeedSequence(args.seed).spawn(2)
     params = init_params(args, np.random.default_rng(init_seq))
@@ -488,21 +642,28 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
     print(
         f"MLP {arch} {args.activation}, {args.optimizer} lr {args.lr} ({args.schedule})"
         + (f" mu {args.mu}" if args.optimizer == "momentum" else "")
+        + (f", l2 {args.l2:g}" if args.l2 else "")
+        + (f", shifts of up to {args.augment} px" if args.augment else "")
         + f", batch {args.batch_size}, seed {args.seed}; "
         f"{len(x_train)} train / {len(x_val)} validation / {len(x_test)} test examples"
     )
 
-    value_and_grad = tg.value_and_grad(make_loss(args.activation))
+    value_and_grad = tg.value_and_grad(make_loss(args.activation, args.l2), has_aux=True)
     last = args.epochs if args.stop_after is None else min(args.epochs, start + args.stop_after)
     for epoch in range(start + 1, last + 1):
         t0 = time.perf_counter()
         loss_sum = 0.0
-        batches = tg.datasets.batches(x_train, y_train, args.batch_size, rng=shuffle_rng)
+        if shifts is None:
+            batches = tg.datasets.batches(x_train, y_train, args.batch_size, rng=shuffle_rng)
+        else:  # the same order as without --augment: a permutation drawn first
+            batches = tg.datasets.batches(rows, y_train, args.batch_size, rng=shuffle_rng)
         iterable, bar = _progress(
             batches, steps_per_epoch, f"epoch {epoch}/{args.epochs}", not args.no_progress
         )
         for k, (xb, yb) in enumerate(iterable):
-            loss, grads = value_and_grad(params, xb, yb)
+            if shifts is not None:  # xb holds the rows of the images in the batch
+                xb = shifts.random(xb, shuffle_rng)
+            (_, loss), grads = value_and_grad(params, xb, yb)
             params, opt_state = opt.update(params, grads, opt_state)
             loss_sum += float(loss) * len(xb)
             if bar is not None and k % 50 == 0:
@@ -547,8 +708,10 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
         plot_history(
             history,
             args.plot,
-            title=f"MNIST, MLP {arch} {args.activation}, {args.optimizer}: "
-            f"test accuracy {test_acc:.4f}",
+            title=f"MNIST, MLP {arch} {args.activation}, {args.optimizer}"
+            + (f", l2 {args.l2:g}" if args.l2 else "")
+            + (f", shifts ≤ {args.augment} px" if args.augment else "")
+            + f": test accuracy {test_acc:.4f}",
         )
     print(f"test accuracy: {test_acc:.4f}")
     return params, metrics
