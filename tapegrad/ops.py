@@ -347,7 +347,8 @@ def _logsumexp_forward(x, axis=None, keepdims=False):
     x = np.asarray(x)
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)  # all -inf (or inf) rows: no shift
-    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    with np.errstate(divide="ignore"):  # a row of -inf has log(0) = -inf, its right answer
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=_norm_axes(axis, x.ndim))
 
 

@@ -13,7 +13,7 @@ import weakref
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tapegrad as tg
@@ -253,6 +253,7 @@ def _apply(v, op, arg):
     return tg.transpose(v, arg[: len(np.shape(v))] if len(arg) > len(np.shape(v)) else arg)
 
 
+@settings(max_examples=200)
 @given(x=arrays(shapes(max_dims=2, max_side=3), low=-1, high=1), steps=st.lists(_ops(), max_size=5))
 def test_random_op_sequences_give_the_documented_error_or_a_correct_gradient(x, steps):
     def f(a):
