@@ -18,6 +18,13 @@ Nesting works by levels: every tape gets an increasing id, the innermost tape of
 ``grad(grad(f))`` has the larger one, and a value boxed by both is a ``Traced`` whose
 value is itself a ``Traced``. Recording at the innermost level first keeps the two
 derivatives apart (no perturbation confusion).
+
+Which tape a record goes to: ``bind`` reads it off the traced arguments rather than off
+the stack. The two agree, since a traced value is only made by the transform whose tape
+is on top of its context's stack while the value is alive; reading the argument saves a
+context-variable lookup per op and makes an op on constants cost nothing even inside a
+transform. A value used after its transform returned finds its tape retired
+(``live`` is false) and raises an error that says so.
 """
 
 from __future__ import annotations
