@@ -163,6 +163,12 @@ class Traced:
     def __bool__(self) -> bool:
         return bool(_concrete(self))
 
+    def __setitem__(self, index: Any, value: Any) -> None:
+        raise TypeError(
+            f"traced values are immutable (v{self._node}, shape {self.shape}): build a new "
+            "value instead, e.g. tg.where(mask, new, x) or tg.concatenate([...])"
+        )
+
     # Operators and methods are attached by tapegrad.ops, which holds the primitives.
 
 

@@ -147,6 +147,8 @@ def test_traced_values_refuse_silent_conversion():
             float(x[0])
         with pytest.raises(TypeError, match=r"np\.sin"):
             np.sin(x)
+        with pytest.raises(TypeError, match="immutable"):
+            x[0] = 1.0
         return tg.sum(np.exp(x) + np.ones(2) * x)  # ufuncs with a rule dispatch to tapegrad
 
     np.testing.assert_allclose(tg.grad(f)(np.zeros(2)), [2.0, 2.0])
