@@ -46,10 +46,8 @@ os.environ.setdefault(
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import gc  # noqa: E402
-import importlib.metadata  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
@@ -58,6 +56,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _machine import cpu_model, dist_version, git_revision  # noqa: E402
 
 import tapegrad as tg  # noqa: E402
 from tapegrad.interpreter import backward  # noqa: E402
@@ -75,38 +74,6 @@ LR = 0.1
 
 # ---------------------------------------------------------------------------------------
 # Machine and data
-
-
-def _dist_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "installed"
-
-
-def git_revision() -> str:
-    """The repository's commit, marked ``+changes`` when tapegrad/ has uncommitted edits."""
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "tapegrad"], cwd=repo, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return (head or "unknown") + (" +changes" if dirty else "")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def blas_description() -> str:
@@ -365,7 +332,7 @@ def make_autograd_impl() -> tuple[Impl, str] | None:
         def grads(self, params, x, y):
             return vg(params, x, y)[1]
 
-    return AutogradImpl(), _dist_version("autograd")
+    return AutogradImpl(), dist_version("autograd")
 
 
 def make_torch_impl() -> tuple[Impl, str] | None:

@@ -38,54 +38,20 @@ os.environ.setdefault(
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import gc  # noqa: E402
-import importlib.metadata  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _machine import cpu_model, dist_version, git_revision  # noqa: E402
 
 import tapegrad as tg  # noqa: E402
 
 N_OPS = 100
 SIZE = 10
-
-
-def _dist_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "installed"
-
-
-def git_revision() -> str:
-    """The repository's commit, marked ``+changes`` when tapegrad/ has uncommitted edits."""
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "tapegrad"], cwd=repo, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return (head or "unknown") + (" +changes" if dirty else "")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_chain(tanh: Callable, exp: Callable, total: Callable) -> Callable[[Any], Any]:
@@ -142,7 +108,7 @@ def columns() -> tuple[dict[str, Callable[[np.ndarray], Any]], dict[str, str]]:
         import autograd.numpy as anp
 
         cols["autograd"] = autograd.grad(make_chain(anp.tanh, anp.exp, anp.sum))
-        versions["autograd"] = _dist_version("autograd")
+        versions["autograd"] = dist_version("autograd")
     except ImportError:
         versions["autograd"] = "not importable: column skipped"
 
