@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from problems import mlp_loss, mlp_problem
 
 import tapegrad as tg
 from tapegrad.testing import check_grads
@@ -57,11 +58,6 @@ def test_second_order_of_arrays_and_reductions():
         check_grads(f, (x,), order=2, rtol=1e-5, atol=1e-6)
 
 
-def _mlp_loss(params, x, y):
-    h = tg.tanh(tg.nn.affine(params["W1"], params["b1"], x))
-    return tg.nn.nll(tg.nn.affine(params["W2"], params["b2"], h), y)
-
-
 def _hvp(f, params, v, *rest):
     """H v = d/dp <grad f(p), v>: reverse mode over reverse mode."""
 
@@ -74,19 +70,13 @@ def _hvp(f, params, v, *rest):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_hessian_vector_product_of_a_small_mlp_matches_differences_of_gradients(seed):
-    rng = np.random.default_rng(seed)
-    params = {
-        "W1": rng.standard_normal((5, 4)),
-        "b1": rng.standard_normal(5),
-        "W2": rng.standard_normal((3, 5)),
-        "b2": rng.standard_normal(3),
-    }
-    x, y = rng.standard_normal((7, 4)), rng.integers(0, 3, 7)
+    params, x, y = mlp_problem(seed)
+    rng = np.random.default_rng(seed + 100)
     v = {k: rng.standard_normal(a.shape) for k, a in params.items()}
-    hv = _hvp(_mlp_loss, params, v, x, y)
+    hv = _hvp(mlp_loss, params, v, x, y)
     eps = 1e-5
-    plus = tg.grad(_mlp_loss)({k: params[k] + eps * v[k] for k in params}, x, y)
-    minus = tg.grad(_mlp_loss)({k: params[k] - eps * v[k] for k in params}, x, y)
+    plus = tg.grad(mlp_loss)({k: params[k] + eps * v[k] for k in params}, x, y)
+    minus = tg.grad(mlp_loss)({k: params[k] - eps * v[k] for k in params}, x, y)
     for k in params:
         fd = (plus[k] - minus[k]) / (2 * eps)
         np.testing.assert_allclose(hv[k], fd, rtol=1e-5, atol=1e-7)

@@ -6,7 +6,6 @@ import gc
 import os
 import subprocess
 import sys
-import threading
 import traceback
 import tracemalloc
 import weakref
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from problems import run_in_threads
 
 import tapegrad as tg
 from tapegrad.tape import current_tape
@@ -204,11 +204,7 @@ def test_threads_running_nested_grad_match_one_thread():
     def work(k):
         results[k] = [_hvp_norm(inputs[k]) for _ in range(50)]
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work)
     for k in range(8):
         for r in results[k]:
             np.testing.assert_array_equal(r, expected[k])

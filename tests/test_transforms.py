@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import namedtuple
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from problems import mlp_loss, mlp_problem, run_in_threads
 
 import tapegrad as tg
 from tapegrad.tape import current_tape
@@ -207,35 +207,15 @@ def test_gradients_never_share_memory():
     assert g.flags.owndata and g.flags.writeable
 
 
-def _mlp_loss(params, x, y):
-    h = tg.tanh(tg.nn.affine(params["W1"], params["b1"], x))
-    return tg.nn.nll(tg.nn.affine(params["W2"], params["b2"], h), y)
-
-
-def _mlp_problem(seed):
-    rng = np.random.default_rng(seed)
-    params = {
-        "W1": rng.standard_normal((5, 4)),
-        "b1": rng.standard_normal(5),
-        "W2": rng.standard_normal((3, 5)),
-        "b2": rng.standard_normal(3),
-    }
-    return params, rng.standard_normal((6, 4)), rng.integers(0, 3, 6)
-
-
 def test_eight_threads_give_the_single_thread_answers():
-    problems = [_mlp_problem(s) for s in range(8)]
-    expected = [tg.value_and_grad(_mlp_loss)(*p) for p in problems]
+    problems = [mlp_problem(s) for s in range(8)]
+    expected = [tg.value_and_grad(mlp_loss)(*p) for p in problems]
     results: dict[int, list] = {}
 
     def work(k):
-        results[k] = [tg.value_and_grad(_mlp_loss)(*problems[k]) for _ in range(30)]
+        results[k] = [tg.value_and_grad(mlp_loss)(*problems[k]) for _ in range(30)]
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work)
     for k in range(8):
         for value, g in results[k]:
             assert value == expected[k][0]
@@ -244,15 +224,15 @@ def test_eight_threads_give_the_single_thread_answers():
 
 
 def test_asyncio_tasks_do_not_see_each_others_tapes():
-    problems = [_mlp_problem(s) for s in range(4)]
-    expected = [tg.grad(_mlp_loss)(*p) for p in problems]
+    problems = [mlp_problem(s) for s in range(4)]
+    expected = [tg.grad(mlp_loss)(*p) for p in problems]
 
     async def one(k):
         tape_ids = set()
 
         def loss(params, x, y):
             tape_ids.add(current_tape().id)
-            return _mlp_loss(params, x, y)
+            return mlp_loss(params, x, y)
 
         out = []
         for _ in range(5):
@@ -276,9 +256,9 @@ def test_asyncio_tasks_do_not_see_each_others_tapes():
 
 
 def test_make_tape_records_only_what_depends_on_the_parameters():
-    params, x, y = _mlp_problem(0)
+    params, x, y = mlp_problem(0)
     x32 = x.astype(np.float32)
-    tape = tg.make_tape(_mlp_loss)(
+    tape = tg.make_tape(mlp_loss)(
         {k: v.astype(np.float32) for k, v in params.items()}, np.exp(x32), y
     )
     assert len(tape) == 4  # affine, tanh, affine, nll: np.exp(x) was a constant
