@@ -97,6 +97,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _cli import (
+    momentum_coefficient,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 
 import tapegrad as tg
 
@@ -137,45 +144,10 @@ HISTORY_KEYS = (
 # ----------------------------------------------------------------------------- arguments
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _nonnegative_float(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
 def _max_shift(text: str) -> int:
     value = int(text)
     if not 0 <= value < SIDE:
         raise argparse.ArgumentTypeError(f"must be an integer in [0, {SIDE - 1}], got {text}")
-    return value
-
-
-def _momentum(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
     return value
 
 
@@ -188,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     net = parser.add_argument_group("network")
     net.add_argument(
         "--hidden",
-        type=_positive_int,
+        type=positive_int,
         nargs="*",
         default=[100, 100],
         metavar="WIDTH",
@@ -197,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--activation", choices=["relu", "tanh"], default="relu")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=["sgd", "momentum"], default="momentum")
-    opt.add_argument("--lr", type=_positive_float, default=0.1, help="(peak) learning rate")
-    opt.add_argument("--mu", type=_momentum, default=0.9, help="momentum coefficient")
+    opt.add_argument("--lr", type=positive_float, default=0.1, help="(peak) learning rate")
+    opt.add_argument("--mu", type=momentum_coefficient, default=0.9, help="momentum coefficient")
     opt.add_argument(
         "--schedule",
         choices=["cosine", "step", "constant"],
@@ -207,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument(
         "--l2",
-        type=_nonnegative_float,
+        type=nonnegative_float,
         default=5e-4,
         metavar="LAMBDA",
         help="weight penalty: LAMBDA/2 times the squared norm of every weight matrix (not "
@@ -221,12 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="move each training image by a random whole number of pixels in [-N, N] "
         "down and across, anew at each epoch (0: no augmentation)",
     )
-    opt.add_argument("--batch-size", type=_positive_int, default=128)
-    opt.add_argument("--epochs", type=_positive_int, default=10, help="total number of epochs")
-    opt.add_argument("--seed", type=_nonnegative_int, default=0)
+    opt.add_argument("--batch-size", type=positive_int, default=128)
+    opt.add_argument("--epochs", type=positive_int, default=10, help="total number of epochs")
+    opt.add_argument("--seed", type=nonnegative_int, default=0)
     opt.add_argument(
         "--stop-after",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="stop after N epochs in this invocation, as if interrupted (for time-limited "
@@ -241,20 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--val-size",
-        type=_nonnegative_int,
+        type=nonnegative_int,
         default=10_000,
         help="validation examples, held out from the END of the training set (0: none)",
     )
     data.add_argument(
         "--limit-train",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="use only the first N training examples (before the validation split)",
     )
     data.add_argument(
         "--limit-test",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="report test accuracy on the first N test examples only",

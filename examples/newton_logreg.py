@@ -98,6 +98,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from _cli import (
+    momentum_coefficient,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 
 import tapegrad as tg
 
@@ -335,45 +342,10 @@ def load_digits(
 # ----------------------------------------------------------------------------- command line
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
-
-
 def _digit(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 9:
         raise argparse.ArgumentTypeError(f"must be a digit 0-9, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _nonnegative_float(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def _momentum(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
     return value
 
 
@@ -401,41 +373,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--limit-train",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="use only the first N training images of the two digits",
     )
-    data.add_argument("--l2", type=_nonnegative_float, default=1e-3, help="L2 penalty on w")
+    data.add_argument("--l2", type=nonnegative_float, default=1e-3, help="L2 penalty on w")
     newt = parser.add_argument_group("Newton")
     newt.add_argument("--method", choices=["cg", "hessian"], default="cg")
-    newt.add_argument("--iters", type=_nonnegative_int, default=10, help="Newton iterations")
-    newt.add_argument("--cg-maxiter", type=_positive_int, default=50, help="H v products / step")
+    newt.add_argument("--iters", type=nonnegative_int, default=10, help="Newton iterations")
+    newt.add_argument("--cg-maxiter", type=positive_int, default=50, help="H v products / step")
     newt.add_argument(
         "--cg-tol",
-        type=_positive_float,
+        type=positive_float,
         default=0.1,
         help="largest relative CG residual (the forcing term is min(this, sqrt|g|))",
     )
     newt.add_argument(
         "--gtol",
-        type=_nonnegative_float,
+        type=nonnegative_float,
         default=1e-10,
         help="stop once the gradient norm is this small",
     )
     newt.add_argument(
         "--hessian-subsample",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="--method hessian: form H on the first N training examples only",
     )
     sgd = parser.add_argument_group("momentum SGD baseline")
-    sgd.add_argument("--epochs", type=_nonnegative_int, default=5)
-    sgd.add_argument("--lr", type=_positive_float, default=0.1)
-    sgd.add_argument("--mu", type=_momentum, default=0.9)
-    sgd.add_argument("--batch-size", type=_positive_int, default=128)
-    sgd.add_argument("--seed", type=_nonnegative_int, default=0, help="shuffling seed")
+    sgd.add_argument("--epochs", type=nonnegative_int, default=5)
+    sgd.add_argument("--lr", type=positive_float, default=0.1)
+    sgd.add_argument("--mu", type=momentum_coefficient, default=0.9)
+    sgd.add_argument("--batch-size", type=positive_int, default=128)
+    sgd.add_argument("--seed", type=nonnegative_int, default=0, help="shuffling seed")
     parser.add_argument("--quiet", action="store_true", help="print nothing")
     return parser
 

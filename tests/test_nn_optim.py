@@ -438,6 +438,7 @@ def test_accuracy_hand_examples():
 def example():
     """examples/mnist_tape.py, imported as a module (it is not a package)."""
     path = REPO / "examples" / "mnist_tape.py"
+    sys.path.insert(0, str(path.parent))  # the examples import their shared _cli module
     spec = importlib.util.spec_from_file_location("mnist_tape", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["mnist_tape"] = module
