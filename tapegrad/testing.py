@@ -56,7 +56,9 @@ def check_grads(
 ) -> None:
     """Compare reverse-mode derivatives of ``fun`` with central finite differences.
 
-    The differentiated arguments (pytrees) are converted to float64 first. For each leaf
+    It also checks that computing the gradient left the arguments unchanged and that no two
+    gradient leaves share memory. The differentiated arguments (pytrees) are converted to
+    float64 first. For each leaf
     and each index ``j`` the check computes ``(f(x + eps e_j) - f(x - eps e_j)) / (2 eps)``
     and compares it with the reverse-mode gradient, ``|rev - fd| <= atol + rtol |fd|``. A
     non-scalar ``fun`` is checked through a fixed random projection ``sum(fun(...) * u)``.
@@ -92,12 +94,24 @@ def check_grads(
 def _check_first_order(
     f: Callable, args: tuple, nums: tuple[int, ...], eps: float, rtol: float, atol: float
 ) -> None:
+    before = [tree_map(np.copy, args[k]) for k in nums]
     rev = grad(f, argnums=nums)(*args)
-    for gk, k in zip(rev, nums, strict=True):
+    grads_seen: list[tuple[str, np.ndarray]] = []
+    for gk, k, old in zip(rev, nums, before, strict=True):
         leaves, treedef = tree_flatten(args[k])
         paths = list(leaf_paths(args[k], _arg_name(f, k)))
-        for j, (leaf, g) in enumerate(zip(leaves, tree_flatten(gk)[0], strict=True)):
+        for j, (leaf, g, kept) in enumerate(
+            zip(leaves, tree_flatten(gk)[0], tree_flatten(old)[0], strict=True)
+        ):
+            if not np.array_equal(leaf, kept, equal_nan=True):
+                raise AssertionError(f"computing the gradient changed the argument {paths[j]}")
             g = np.asarray(g)
+            for other_path, other in grads_seen:
+                if np.shares_memory(g, other):
+                    raise AssertionError(
+                        f"the gradients of {other_path} and {paths[j]} share memory"
+                    )
+            grads_seen.append((paths[j], g))
             if g.shape != np.shape(leaf):
                 raise AssertionError(
                     f"gradient of {paths[j]} has shape {g.shape}, expected {np.shape(leaf)}"

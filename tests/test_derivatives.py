@@ -192,3 +192,13 @@ def test_third_derivative_of_tanh_by_nesting_grad_three_times(x):
     np.testing.assert_allclose(
         tg.grad(tg.grad(tg.grad(tg.tanh)))(x), -2 * (1 - t**2) * (1 - 3 * t**2), atol=1e-12
     )
+
+
+def test_check_grads_catches_a_primitive_that_mutates_its_input():
+    def scale_in_place(x):
+        x *= 2.0  # a buggy forward: writes into the caller's array
+        return x
+
+    bad = tg.primitive(scale_in_place, vjp=lambda i, g, ans, x: g * 2.0)
+    with pytest.raises(AssertionError, match=r"changed the argument x"):
+        check_grads(lambda x: tg.sum(bad(x)), (np.ones(3),))
