@@ -50,17 +50,13 @@ def backward(tape: Tape, seeds: dict[int, Any], consume: bool = False) -> dict[i
 
             check_finite_cotangent(index, rec, g)
         vjp = rec.primitive.vjp
-        args = rec.args
-        params = rec.params
+        args, ans, params = rec.args, rec.ans, rec.params
+        if rec.saved is not None:
+            params = {**params, "saved": rec.saved}
         for i, parent in enumerate(rec.parents):
             if parent is None:
                 continue
-            if rec.saved is not None:
-                ct = vjp(i, g, rec.ans, *args, saved=rec.saved, **params)
-            elif params:
-                ct = vjp(i, g, rec.ans, *args, **params)
-            else:
-                ct = vjp(i, g, rec.ans, *args)
+            ct = vjp(i, g, ans, *args, **params)
             if ct is None:
                 continue
             x = args[i]
