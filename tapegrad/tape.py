@@ -444,10 +444,12 @@ def _reraise(prim: Primitive, args: tuple, params: dict, e: Exception) -> None:
         raise e
     shapes = ", ".join(_shape_str(a) for a in args)
     extra = "".join(f", {k}={_format_param(v)}" for k, v in params.items())
+    message = f"tg.{prim.name}: {e} (inputs: {shapes}{extra})"
     try:
-        err = type(e)(f"tg.{prim.name}: {e} (inputs: {shapes}{extra})")
-    except Exception:  # an exception type with an unusual constructor
-        err = ValueError(f"tg.{prim.name}: {e} (inputs: {shapes}{extra})")
+        err = type(e)(message)
+    except Exception:  # a numpy subclass with its own constructor: keep the builtin kind
+        kind = next(k for k in (ValueError, TypeError, IndexError) if isinstance(e, k))
+        err = kind(message)
     raise err from e
 
 

@@ -74,6 +74,13 @@ def test_shape_errors_name_the_op_and_the_shapes(name, traced):
     assert current_tape() is None
 
 
+def test_type_errors_stay_type_errors_and_name_the_op():
+    with pytest.raises(TypeError, match=r"tg\.add: .*\(inputs: \(3,\) float64, str\)"):
+        tg.add(np.ones(3), "a")
+    with pytest.raises(IndexError, match=r"tg\.getitem: .*index 5"):
+        tg.grad(lambda x: tg.sum(x[5]))(np.ones(3))
+
+
 # ---------------------------------------------------------------------------------------
 # NaN hunting
 
