@@ -1,11 +1,26 @@
-"""What both benchmarks print about the machine and the code they measured."""
+"""What both benchmarks share: their clock option, and what they print about the machine."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import platform
 import subprocess
+import time
 from pathlib import Path
+
+#: ``--clock`` choices: wall time, or the CPU time of this process.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def add_clock_argument(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall: time.perf_counter (default); cpu: time.process_time, the CPU time of "
+        "this process (less sensitive to other jobs on a shared machine)",
+    )
 
 
 def dist_version(name: str) -> str:

@@ -56,7 +56,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _machine import cpu_model, dist_version, git_revision  # noqa: E402
+from _machine import CLOCKS, add_clock_argument, cpu_model, dist_version, git_revision  # noqa: E402
 
 import tapegrad as tg  # noqa: E402
 from tapegrad.interpreter import backward  # noqa: E402
@@ -606,15 +606,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="+", help="run only these implementations (numpy is always run)"
     )
     ap.add_argument("--no-extras", action="store_true", help="skip autograd, torch and jax")
-    ap.add_argument(
-        "--clock",
-        choices=("wall", "cpu"),
-        default="wall",
-        help="wall: time.perf_counter (default); cpu: time.process_time, the CPU time of "
-        "this process (less sensitive to other jobs on a shared machine)",
-    )
+    add_clock_argument(ap)
     args = ap.parse_args(argv)
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    clock = CLOCKS[args.clock]
     if not 0 < args.epochs_frac <= 1:
         ap.error("--epochs-frac must lie in (0, 1]")
 

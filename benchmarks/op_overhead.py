@@ -46,7 +46,7 @@ from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _machine import cpu_model, dist_version, git_revision  # noqa: E402
+from _machine import CLOCKS, add_clock_argument, cpu_model, dist_version, git_revision  # noqa: E402
 
 import tapegrad as tg  # noqa: E402
 
@@ -184,15 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=15, help="counted rounds (default 15)")
     ap.add_argument("--target-ms", type=float, default=100.0, help="length of one timed batch")
-    ap.add_argument(
-        "--clock",
-        choices=("wall", "cpu"),
-        default="wall",
-        help="wall: time.perf_counter (default); cpu: time.process_time, the CPU time of "
-        "this process (less sensitive to other jobs on a shared machine)",
-    )
+    add_clock_argument(ap)
     args = ap.parse_args(argv)
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    clock = CLOCKS[args.clock]
 
     cols, versions = columns()
     print(f"# Per-op overhead: gradient of sum(chain of {N_OPS} elementwise ops), float64[{SIZE}]")

@@ -25,10 +25,6 @@ __all__ = [
 PyTree = Any
 
 
-def _is_container(x: object) -> bool:
-    return isinstance(x, (dict, list, tuple))
-
-
 def _rebuild(template: PyTree, children: list) -> PyTree:
     """Build a container of ``template``'s type holding ``children`` in order."""
     kind = type(template)

@@ -121,9 +121,8 @@ def _box_args(
         def box(leaf: Any, k: int = k, tree: Any = tree, paths: list | None = paths) -> Traced:
             nonlocal count
             j, count = count, count + 1
-            if type(leaf) is not np.ndarray or leaf.dtype.kind != "f":
-                leaf = _check_leaf(leaf, fun, k, tree, j, transform)
-            return tape.new_input(leaf, paths[j] if paths else "")
+            value = _check_leaf(leaf, fun, k, tree, j, transform)
+            return tape.new_input(value, paths[j] if paths else "")
 
         new_args[k] = tree_map(box, tree)
         traced_trees.append(new_args[k])
