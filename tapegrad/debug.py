@@ -1,10 +1,11 @@
 """NaN hunting: ``tg.debug_nans()`` makes the first non-finite record raise.
 
 When enabled (the context manager, or ``TAPEGRAD_DEBUG_NANS=1`` in the environment), every
-tape opened in the context checks each record's output as it is appended, each cotangent
-as the reverse interpreter reaches it and the final cotangent of each input, and raises
-:class:`FloatingPointError` naming the op, its record index and its input shapes. When
-disabled it costs nothing: a tape reads the flag once, when it is opened.
+tape opened in the context checks each record's output as it is appended and each
+cotangent a VJP rule returns, where it is made (as PyTorch's anomaly mode names the
+backward function that returned NaN), and raises :class:`FloatingPointError` naming the
+op, its record index and its input shapes. When disabled it costs nothing: a tape opened
+outside the block is a plain one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from tapegrad.tape import Record, Tape, _concrete, _describe
 
-__all__ = ["debug_nans", "debug_nans_enabled"]
+__all__ = ["CheckedRecords", "check_vjp_output", "debug_nans", "debug_nans_enabled", "new_tape"]
 
 _ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "tapegrad_debug_nans",
@@ -63,31 +64,34 @@ def _inputs(rec: Record) -> str:
     )
 
 
-def check_finite_output(tape: Tape, rec: Record) -> None:
-    """Raise if ``rec``'s output (just appended to ``tape``) holds NaN or infinity."""
-    bad = _bad_counts(rec.ans)
-    if bad:
-        raise FloatingPointError(
-            f"tg.{rec.primitive.name} (record {len(tape.records) - 1}, v{rec.out}) produced "
-            f"{bad} in the forward pass; inputs {_inputs(rec)}"
-        )
+class CheckedRecords(list):
+    """A tape's record list that checks each record's output as it is appended."""
+
+    __slots__ = ()
+
+    def append(self, rec: Record) -> None:
+        bad = _bad_counts(rec.ans)
+        if bad:
+            raise FloatingPointError(
+                f"tg.{rec.primitive.name} (record {len(self)}, v{rec.out}) produced "
+                f"{bad} in the forward pass; inputs {_inputs(rec)}"
+            )
+        super().append(rec)
 
 
-def check_finite_cotangent(index: int, rec: Record, g: Any) -> None:
-    """Raise if the cotangent reaching record ``index`` holds NaN or infinity."""
-    bad = _bad_counts(g)
-    if bad:
-        raise FloatingPointError(
-            f"tg.{rec.primitive.name} (record {index}, v{rec.out}) received a cotangent with "
-            f"{bad} in the backward pass; inputs {_inputs(rec)}"
-        )
+def new_tape() -> Tape:
+    """A tape for a transform starting now: one that checks every value under
+    :func:`debug_nans`, a plain one otherwise."""
+    if _ENABLED.get():
+        return Tape(records=CheckedRecords(), debug_nans=True)
+    return Tape()
 
 
-def check_finite_input_cotangent(node: int, ct: Any) -> None:
-    """Raise if the cotangent left for input ``node`` at the end of the pass is not finite."""
+def check_vjp_output(index: int, rec: Record, i: int, ct: Any) -> None:
+    """Raise if the cotangent that ``rec``'s VJP rule made for input ``i`` is not finite."""
     bad = _bad_counts(ct)
     if bad:
         raise FloatingPointError(
-            f"the gradient of input v{node} holds {bad}: the cotangent reaching it from the "
-            "records that use it is not finite"
+            f"tg.{rec.primitive.name} (record {index}, v{rec.out}): its VJP rule returned "
+            f"{bad} for input {i} in the backward pass; inputs {_inputs(rec)}"
         )

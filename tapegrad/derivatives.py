@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from tapegrad import ops
-from tapegrad.pytree import tree_flatten, tree_leaves, tree_map, tree_unflatten
+from tapegrad.ops.axes import dtype_of, shape_of
+from tapegrad.pytree import check_like, tree_flatten, tree_leaves, tree_map, tree_unflatten
 from tapegrad.transforms import _normalize_argnums, _resolve_argnums, grad, vjp
 
-__all__ = ["hessian", "hvp", "jacobian", "jvp"]
+__all__ = ["hessian", "hvp", "jacobian", "jvp", "tree_vdot"]
 
 
 def _check_tangents(primals: tuple, tangents: tuple, transform: str) -> None:
@@ -36,16 +37,16 @@ def _check_tangents(primals: tuple, tangents: tuple, transform: str) -> None:
             "pass one tangent per primal"
         )
     for k, (p, t) in enumerate(zip(primals, tangents, strict=True)):
-        try:
-            tree_map(lambda a, b: None, p, t)  # raises where the structures differ
-        except ValueError as e:
-            raise ValueError(f"{transform}: tangent {k} differs from primal {k}: {e}") from None
-        for a, b in zip(tree_leaves(p), tree_leaves(t), strict=True):
-            ps, ts = np.shape(a), np.shape(b)
-            if ps != ts:
-                raise ValueError(
-                    f"{transform}: tangent {k} has a leaf of shape {ts} where the primal has {ps}"
-                )
+        check_like(p, t, f"{transform}: tangent {k}")
+
+
+def tree_vdot(a: Any, b: Any) -> Any:
+    """``sum_leaves sum(a_leaf * b_leaf)``: the inner product of two trees of one structure,
+    written with tapegrad's ops (so it can be differentiated)."""
+    total = 0.0
+    for x, y in zip(tree_leaves(a), tree_leaves(b), strict=True):
+        total = ops.add(total, ops.sum(ops.multiply(x, y)))
+    return total
 
 
 def jvp(fun: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple:
@@ -63,7 +64,7 @@ def jvp(fun: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
     primals, tangents = tuple(primals), tuple(tangents)
     _check_tangents(primals, tangents, "jvp")
     out, vjp_fn = vjp(fun, *primals)
-    zeros = tree_map(lambda o: np.zeros(np.shape(o), np.asarray(o).dtype), out)
+    zeros = tree_map(lambda o: np.zeros(shape_of(o), dtype_of(o)), out)
     _, transpose_fn = vjp(vjp_fn, zeros)  # u -> J^T u, recorded with u traced
     (tangent_out,) = transpose_fn(tangents)
     return out, tangent_out
@@ -90,26 +91,31 @@ def jacobian(fun: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Calla
 
         out, vjp_fn = vjp(partial, *(args[k] for k in which))
         out_leaves, out_def = tree_flatten(out)
-        out_leaves = [np.asarray(o) for o in out_leaves]
         blocks = []
         for j, leaf in enumerate(out_leaves):
+            shape = shape_of(leaf)
             rows = []
-            for idx in np.ndindex(*leaf.shape):
-                seeds = [np.zeros(o.shape, o.dtype) for o in out_leaves]
+            for idx in np.ndindex(*shape):
+                seeds = [np.zeros(shape_of(o), dtype_of(o)) for o in out_leaves]
                 seeds[j][idx] = 1
                 rows.append(vjp_fn(tree_unflatten(out_def, seeds)))
             per_arg = []
             for a, k in enumerate(which):
-                if rows:
+                if rows:  # the rows stacked, then split back into the output's shape
                     per_arg.append(
                         tree_map(
-                            lambda *r, shape=leaf.shape: np.stack(r).reshape(shape + r[0].shape),
+                            lambda *r, shape=shape: ops.reshape(
+                                ops.stack(r), shape + shape_of(r[0])
+                            ),
                             *(row[a] for row in rows),
                         )
                     )
                 else:  # an empty output leaf has an empty Jacobian block
                     per_arg.append(
-                        tree_map(lambda x, shape=leaf.shape: np.zeros(shape + np.shape(x)), args[k])
+                        tree_map(
+                            lambda x, shape=shape: np.zeros(shape + shape_of(x), dtype_of(x)),
+                            args[k],
+                        )
                     )
             blocks.append(per_arg[0] if single else tuple(per_arg))
         return tree_unflatten(out_def, blocks)
@@ -135,10 +141,6 @@ def hvp(fun: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
     gradient = grad(fun, argnums=nums)
 
     def directional(*xs: Any) -> Any:
-        total = 0.0
-        for g, v in zip(gradient(*xs), tangents, strict=True):
-            for g_leaf, v_leaf in zip(tree_leaves(g), tree_leaves(v), strict=True):
-                total = ops.add(total, ops.sum(ops.multiply(g_leaf, v_leaf)))
-        return total
+        return tree_vdot(gradient(*xs), tangents)
 
     return grad(directional, argnums=nums)(*primals)

@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 __all__ = [
+    "check_like",
     "leaf_paths",
     "tree_flatten",
     "tree_leaves",
@@ -201,3 +204,25 @@ def leaf_paths(tree: PyTree, root: str = "") -> Iterator[str]:
             stack.extend(reversed([(f"{path}[{i}]", v) for i, v in enumerate(node)]))
         else:
             yield path
+
+
+def check_like(reference: PyTree, tree: PyTree, what: str) -> None:
+    """Raise ``ValueError`` unless ``tree`` has ``reference``'s structure and leaf shapes.
+
+    ``what`` names ``tree`` in the message (``"vjp: the cotangent"``, ``"jvp: tangent 0"``).
+    """
+    try:
+        tree_map(lambda a, b: None, reference, tree)  # raises where the structures differ
+    except ValueError as e:
+        raise ValueError(f"{what} must have the structure of {_describe(reference)}: {e}") from None
+    for path, a, b in zip(leaf_paths(tree), tree_leaves(reference), tree_leaves(tree), strict=True):
+        if _shape(a) != _shape(b):
+            where = f"{path} " if path else ""
+            raise ValueError(
+                f"{what} has a leaf {where}of shape {_shape(b)}, but the leaf it must match "
+                f"has shape {_shape(a)}"
+            )
+
+
+def _shape(leaf: Any) -> tuple[int, ...]:
+    return leaf.shape if hasattr(leaf, "shape") else np.shape(leaf)

@@ -37,7 +37,17 @@ from typing import Any
 import attrs
 import numpy as np
 
-__all__ = ["Primitive", "Record", "Tape", "Traced", "active_tapes", "bind", "current_tape"]
+__all__ = [
+    "NO_PARAMS",
+    "Params",
+    "Primitive",
+    "Record",
+    "Tape",
+    "Traced",
+    "active_tapes",
+    "bind",
+    "current_tape",
+]
 
 
 @attrs.frozen(eq=False, repr=False)
@@ -67,6 +77,27 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
+class Params(dict):
+    """A record's keyword parameters: a read-only ``dict`` (``axis``, ``shape``, ...).
+
+    Assigning, deleting or updating raises :class:`TypeError`, so a record read off a tape
+    cannot be changed and no two records share a mutable default. The values are
+    immutable too: ints, tuples, dtypes, slices, ``None``. It stays a ``dict`` subclass
+    so that ``forward(*args, **params)`` costs what a plain dict costs.
+    """
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a record's params are read-only; build a new record instead")
+
+    __setitem__ = __delitem__ = _read_only
+    clear = pop = popitem = setdefault = update = __ior__ = _read_only  # type: ignore[assignment]
+
+
+NO_PARAMS = Params()
+
+
 @attrs.frozen(eq=False, repr=False)
 class Record:
     """One line of the Wengert list: ``v{out} = {primitive}(args...)``.
@@ -75,7 +106,8 @@ class Record:
         primitive: the :class:`Primitive` that ran.
         args: the inputs as the primitive saw them (numpy values; values traced by an outer
             tape stay boxed). They are the residuals of the VJP.
-        params: keyword parameters (``axis``, ``shape``, ...), never differentiated.
+        params: keyword parameters (``axis``, ``shape``, ...), never differentiated: a
+            read-only :class:`Params` mapping of immutable values.
         parents: for each input, its node number on this tape, or ``None`` for a constant.
         out: the node number of the output.
         ans: the output value (also a residual: ``exp``'s VJP is ``g * ans``).
@@ -84,7 +116,7 @@ class Record:
 
     primitive: Primitive
     args: tuple
-    params: dict
+    params: Params
     parents: tuple
     out: int
     ans: Any
@@ -142,7 +174,12 @@ class Traced:
             f"tape={self._tape.id}, value={_concrete(self)!r})"
         )
 
+    def _differentiable(self) -> bool:
+        return _kind(self._value) == "f"
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if not self._differentiable():  # a mask or an index carries no derivative
+            return np.asarray(_concrete(self), dtype=dtype)
         raise TypeError(
             f"a traced value (v{self._node}, shape {self.shape}, {self.dtype}) cannot be "
             "converted to a numpy array inside a tapegrad transform: that would drop its "
@@ -150,15 +187,30 @@ class Traced:
             "tg.stop_gradient(x) if you really want a constant."
         )
 
-    def __float__(self) -> float:
+    def _to_python(self, kind: type) -> Any:
+        if not self._differentiable():
+            return kind(_concrete(self))
         raise TypeError(
-            f"float() of a traced value (v{self._node}, shape {self.shape}) would drop its "
-            "derivative; return it through has_aux=True or call tg.stop_gradient first"
+            f"{kind.__name__}() of a traced value (v{self._node}, shape {self.shape}) would "
+            "drop its derivative; return it through has_aux=True or call tg.stop_gradient first"
         )
 
-    __int__ = __float__
-    __index__ = __float__
-    __complex__ = __float__
+    def __float__(self) -> float:
+        return self._to_python(float)
+
+    def __int__(self) -> int:
+        return self._to_python(int)
+
+    def __index__(self) -> int:
+        if self._kind_is_integer():
+            return int(_concrete(self))
+        raise TypeError(f"only integer traced values can be used as an index, not {self.dtype}")
+
+    def _kind_is_integer(self) -> bool:
+        return _kind(self._value) in "iu"
+
+    def __complex__(self) -> complex:
+        return self._to_python(complex)
 
     def __bool__(self) -> bool:
         return bool(_concrete(self))
@@ -197,6 +249,7 @@ class Tape:
         "id",
         "inputs",
         "live",
+        "nondiff",
         "output",
         "output_node",
         "records",
@@ -204,10 +257,14 @@ class Tape:
 
     _ids = itertools.count(1)
 
-    def __init__(self, debug_nans: bool = False) -> None:
+    def __init__(self, records: list | None = None, debug_nans: bool = False) -> None:
         self.id = next(Tape._ids)
-        self.records: list[Record] = []
+        # A list subclass may watch what is appended (tapegrad.debug checks each record).
+        self.records: list[Record] = [] if records is None else records
         self.inputs: list[tuple[int, Any, str]] = []
+        # Nodes whose values are not floating point (comparisons, integer casts, argmax):
+        # recorded so that a replay computes them, but no cotangent ever flows into them.
+        self.nondiff: set[int] = set()
         self.output: Any = None
         self.output_node: int | None = None
         self.live = True
@@ -219,6 +276,8 @@ class Tape:
         node = self._count
         self._count = node + 1
         self.inputs.append((node, value, name))
+        if _kind(value) != "f":
+            self.nondiff.add(node)
         return Traced(value, self, node)
 
     def set_output(self, out: Any) -> None:
@@ -368,11 +427,23 @@ class recording:
 # ---------------------------------------------------------------------------------------
 # bind: run one primitive, recording it when an argument is traced.
 
-_NO_PARAMS: dict = {}
+
+def _kind(value: Any) -> str:
+    """numpy's dtype kind of ``value``: ``"f"`` for floats, ``"b"``, ``"i"``, ``"c"``, ..."""
+    try:
+        return value.dtype.kind
+    except AttributeError:
+        return np.result_type(value).kind
 
 
-def bind(prim: Primitive, args: tuple, params: dict = _NO_PARAMS) -> Any:
-    """Apply ``prim`` to ``args``; record it on the innermost tape among the arguments."""
+def bind(prim: Primitive, args: tuple, params: dict = NO_PARAMS) -> Any:
+    """Apply ``prim`` to ``args``; record it on the innermost tape among the arguments.
+
+    ``params`` are keyword parameters, passed to the forward and kept on the record as a
+    read-only :class:`Params`. A result that is not floating point (a comparison, an
+    integer cast) is recorded too, as a node no cotangent flows into; a complex result
+    of a traced input raises, since complex derivatives are not supported.
+    """
     top = None
     for a in args:
         if type(a) is Traced and (top is None or a._tape.id > top.id):
@@ -408,6 +479,8 @@ def bind(prim: Primitive, args: tuple, params: dict = _NO_PARAMS) -> Any:
                 nested = nested or type(a) is Traced
         raw = tuple(raw)
         parents = tuple(parents)
+    if type(params) is not Params:
+        params = Params(params)
     saved = None
     if nested:
         ans = bind(prim, raw, params)
@@ -420,12 +493,12 @@ def bind(prim: Primitive, args: tuple, params: dict = _NO_PARAMS) -> Any:
             ans, saved = ans
     node = top._count
     top._count = node + 1
-    rec = _new_record(prim, raw, params, parents, node, ans, saved)
-    top.records.append(rec)
-    if top.debug_nans:
-        from tapegrad.debug import check_finite_output
-
-        check_finite_output(top, rec)
+    kind = _kind(ans)
+    if kind != "f":
+        if kind == "c":
+            raise _complex_error(prim, raw)
+        top.nondiff.add(node)
+    top.records.append(_new_record(prim, raw, params, parents, node, ans, saved))
     return Traced(ans, top, node)
 
 
@@ -451,6 +524,15 @@ def _reraise(prim: Primitive, args: tuple, params: dict, e: Exception) -> None:
         kind = next(k for k in (ValueError, TypeError, IndexError) if isinstance(e, k))
         err = kind(message)
     raise err from e
+
+
+def _complex_error(prim: Primitive, args: tuple) -> TypeError:
+    shapes = ", ".join(_shape_str(a) for a in args)
+    return TypeError(
+        f"tg.{prim.name} gave a complex result on a traced input (inputs: {shapes}): complex "
+        "values are not supported by tapegrad's derivatives yet; keep the computation real "
+        "(for |z|, write sqrt(re**2 + im**2) with real arrays)"
+    )
 
 
 def _escaped_error(prim: Primitive, tape: Tape) -> Exception:

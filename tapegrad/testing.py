@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from tapegrad import ops
+from tapegrad.derivatives import tree_vdot
 from tapegrad.pytree import leaf_paths, tree_flatten, tree_map, tree_unflatten
 from tapegrad.transforms import _arg_name, _normalize_argnums, grad
 
@@ -81,11 +82,7 @@ def check_grads(
         g = grad(f, argnums=nums)
 
         def directional(*a: Any) -> Any:
-            total = 0.0
-            for gk, k in zip(g(*a), nums, strict=True):
-                for leaf, v in zip(tree_flatten(gk)[0], tree_flatten(vs[k])[0], strict=True):
-                    total = ops.add(total, ops.sum(ops.multiply(leaf, v)))
-            return total
+            return tree_vdot(g(*a), tuple(vs[k] for k in nums))
 
         directional.__name__ = f"grad({getattr(fun, '__name__', 'fun')}) . v"
         check_grads(directional, args, nums, order - 1, eps, rtol, atol, seed + 2)

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from tapegrad.debug import debug_nans_enabled
+from tapegrad.debug import new_tape
 from tapegrad.interpreter import backward
-from tapegrad.pytree import leaf_paths, tree_flatten, tree_map, tree_unflatten
+from tapegrad.ops.axes import dtype_of, shape_of
+from tapegrad.pytree import check_like, leaf_paths, tree_flatten, tree_map, tree_unflatten
 from tapegrad.tape import Tape, Traced, _concrete, recording
 
 __all__ = ["grad", "make_tape", "stop_gradient", "value_and_grad", "vjp"]
@@ -129,6 +130,32 @@ def _box_args(
     return new_args, traced_trees
 
 
+def _trace(
+    fun: Callable,
+    args: tuple,
+    kwargs: dict,
+    argnums: tuple[int, ...] | None,
+    transform: str,
+    names: bool = False,
+) -> tuple[Tape, Any, list]:
+    """Run ``fun`` on a fresh tape with the leaves of ``args[argnums]`` as its inputs.
+
+    ``argnums`` of ``None`` means every positional argument. Returns the closed tape,
+    ``fun``'s output (traced where it depends on the inputs) and, per differentiated
+    argument, its tree of traced inputs.
+    """
+    tape = new_tape()
+    with recording(tape):
+        which = (
+            tuple(range(len(args)))
+            if argnums is None
+            else _resolve_argnums(fun, argnums, len(args))
+        )
+        new_args, inputs = _box_args(tape, fun, args, which, transform, names)
+        out = fun(*new_args, **kwargs)
+    return tape, out, inputs
+
+
 def _split_aux(out: Any, has_aux: bool, fun: Callable) -> tuple[Any, Any]:
     if not has_aux:
         return out, None
@@ -147,9 +174,9 @@ def _check_scalar(out: Any, fun: Callable, transform: str) -> None:
             f"{transform} requires {_name(fun)} to return a scalar (shape ()), got a "
             f"{type(out).__name__}; if the extra items are auxiliary data, use has_aux=True"
         )
-    shape = out.shape if type(out) is Traced else np.shape(out)
+    shape = shape_of(out)
     if shape != ():
-        dtype = out.dtype if type(out) is Traced else np.asarray(out).dtype
+        dtype = dtype_of(out)
         raise ValueError(
             f"{transform} requires {_name(fun)} to return a scalar (shape ()), got shape "
             f"{shape} {dtype}; reduce it first (tg.sum or tg.mean), or use tg.vjp or "
@@ -225,11 +252,7 @@ def value_and_grad(
 
     @functools.wraps(fun)
     def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
-        tape = Tape(debug_nans=debug_nans_enabled())
-        with recording(tape):
-            which = _resolve_argnums(fun, nums, len(args))
-            new_args, inputs = _box_args(tape, fun, args, which, "grad", names=False)
-            out = fun(*new_args, **kwargs)
+        tape, out, inputs = _trace(fun, args, kwargs, nums, "grad")
         out, aux = _split_aux(out, has_aux, fun)
         _check_scalar(out, fun, "grad")
         grads = _input_cotangents(tape, out, inputs)
@@ -278,11 +301,8 @@ def make_tape(fun: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Call
 
     @functools.wraps(fun)
     def make_tape_fun(*args: Any, **kwargs: Any) -> Tape:
-        tape = Tape(debug_nans=debug_nans_enabled())
-        with recording(tape):
-            which = _resolve_argnums(fun, nums, len(args))
-            new_args, _ = _box_args(tape, fun, args, which, "make_tape", names=True)
-            tape.set_output(fun(*new_args, **kwargs))
+        tape, out, _ = _trace(fun, args, kwargs, nums, "make_tape", names=True)
+        tape.set_output(out)
         return tape
 
     return make_tape_fun
@@ -303,12 +323,7 @@ def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple:
         >>> pullback(np.array([1.0, 10.0]))[0].tolist()
         [2.0, 60.0]
     """
-    tape = Tape(debug_nans=debug_nans_enabled())
-    with recording(tape):
-        new_args, inputs = _box_args(
-            tape, fun, primals, tuple(range(len(primals))), "vjp", names=False
-        )
-        out = fun(*new_args)
+    tape, out, inputs = _trace(fun, primals, {}, None, "vjp")
     out, aux = _split_aux(out, has_aux, fun)
     out_leaves, out_def = tree_flatten(out)
     concrete_out = tree_unflatten(out_def, [_unbox(leaf, tape) for leaf in out_leaves])
@@ -329,20 +344,14 @@ def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple:
 
 
 def _matching_cotangents(cotangent: Any, out_leaves: list, out_def: Any, fun: Callable) -> list:
-    """The leaves of ``cotangent``, checked against the output's structure and shapes."""
-    try:
-        tree_map(lambda a, b: None, out_def, cotangent)
-    except ValueError as e:
-        raise ValueError(
-            f"vjp: the cotangent must have the structure of {_name(fun)}'s output: {e}"
-        ) from None
+    """The leaves of ``cotangent``, checked against the output's structure and shapes.
+
+    A Python or numpy scalar (or any array-like) becomes an array of its output leaf's
+    dtype: ``pullback(1.0)`` is valid for a 0-d output.
+    """
+    check_like(out_def, cotangent, f"vjp: the cotangent of {_name(fun)}'s output")
     ct_leaves, _ = tree_flatten(cotangent)
-    for k, (leaf, ct) in enumerate(zip(out_leaves, ct_leaves, strict=True)):
-        shape = leaf.shape if type(leaf) is Traced else np.shape(leaf)
-        ct_shape = ct.shape if type(ct) is Traced else np.shape(ct)
-        if ct_shape != shape:
-            raise ValueError(
-                f"vjp: cotangent leaf {k} has shape {ct_shape}, but the output leaf it pulls "
-                f"back has shape {shape}"
-            )
-    return ct_leaves
+    return [
+        ct if type(ct) is Traced or type(ct) is np.ndarray else np.asarray(ct, dtype_of(leaf))
+        for leaf, ct in zip(out_leaves, ct_leaves, strict=True)
+    ]

@@ -290,6 +290,6 @@ def test_gathers_in_a_loop_accumulate_sparse_cotangents():
     weights = [1 + 5 + 9, 2 + 6 + 10 + 2, 3 + 7, 4 + 8]  # i + 1 for i = row, row + 4, ...
     np.testing.assert_array_equal(g, np.repeat(np.array(weights, float)[:, None], 3, axis=1))
     # the rule itself builds no dense array: it returns the values and where they go
-    ct = tg.ops._getitem_vjp(0, np.ones(3), None, x, 2)
+    ct = tg.ops.core._getitem_vjp(0, np.ones(3), None, x, index=2)
     assert isinstance(ct, tg.ops.IndexedCotangent) and ct.values.shape == (3,)
     assert ct.shape == (4, 3) and ct.dense()[2].tolist() == [1.0, 1.0, 1.0]

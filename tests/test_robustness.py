@@ -101,21 +101,24 @@ def test_debug_nans_names_the_first_non_finite_forward_record():
     assert np.isnan(value) and g.tolist() == [1.0, -1.0]
 
 
-def test_debug_nans_catches_a_non_finite_cotangent():
+def test_debug_nans_names_the_rule_that_made_a_non_finite_cotangent():
     def loss(x):
-        return tg.sum(tg.sqrt(x * 1.0))  # sqrt'(0) = inf flows back into the multiply
+        return tg.sum(tg.sqrt(x * 1.0))  # sqrt'(0) = inf, made by sqrt's rule
 
     with tg.debug_nans(), pytest.raises(FloatingPointError) as info, np.errstate(divide="ignore"):
         tg.grad(loss)(np.array([0.0, 4.0]))
-    assert "tg.multiply (record 0, v1) received a cotangent with 0 NaN and 1 infinite" in str(
+    assert "tg.sqrt (record 1, v2): its VJP rule returned 0 NaN and 1 infinite of 2 values" in str(
         info.value
     )
+    assert "inputs v1: (2,) float64" in str(info.value)
 
 
 def test_debug_nans_catches_a_non_finite_gradient_of_an_input():
     with tg.debug_nans(), pytest.raises(FloatingPointError) as info, np.errstate(divide="ignore"):
-        tg.grad(lambda x: tg.sum(tg.sqrt(x)))(np.zeros(3))  # sqrt'(0) = inf, straight to x
-    assert "input v0 holds 0 NaN and 3 infinite of 3 values" in str(info.value)
+        tg.grad(lambda x: tg.sum(tg.sqrt(x)))(np.array([0.0, 1.0]))  # sqrt'(0) = inf
+    msg = str(info.value)
+    assert "tg.sqrt (record 0, v1): its VJP rule returned 0 NaN and 1 infinite of 2 values" in msg
+    assert "for input 0" in msg and "inputs v0: (2,) float64" in msg
 
 
 def test_debug_nans_from_the_environment_variable():
@@ -257,7 +260,12 @@ def _apply(v, op, arg):
 
 
 @settings(max_examples=200)
-@given(x=arrays(shapes(max_dims=2, max_side=3), low=-1, high=1), steps=st.lists(_ops(), max_size=5))
+@given(
+    # |x| >= 1e-3: finite differences (eps 1e-6) must not straddle maximum's kink at a
+    # constant 0 (an exact tie is fine: both sides agree on 1/2)
+    x=arrays(shapes(max_dims=2, max_side=3), low=-1, high=1, min_magnitude=1e-3),
+    steps=st.lists(_ops(), max_size=5),
+)
 def test_random_op_sequences_give_the_documented_error_or_a_correct_gradient(x, steps):
     def f(a):
         v = a
