@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from tapegrad.ops import affine, log_softmax, nll, relu, reshape, sigmoid, tanh
-from tapegrad.tape import _concrete
+from tapegrad.ops.axes import shape_of
+from tapegrad.transforms import stop_gradient
 
 __all__ = [
     "ACTIVATIONS",
@@ -118,7 +119,7 @@ def mlp(params: dict, x: Any, activation: str = "relu") -> Any:
     """
     _check_activation(activation)
     act = ACTIVATIONS[activation]
-    shape = np.shape(_concrete(x))
+    shape = shape_of(x)
     if len(shape) > 2:
         x = reshape(x, (shape[0], -1))
     layers = params["layers"]
@@ -131,8 +132,8 @@ def mlp(params: dict, x: Any, activation: str = "relu") -> Any:
 
 def accuracy(logits: Any, labels: Any) -> float:
     """The fraction in [0, 1] of rows of ``logits (batch, classes)`` whose argmax is the label."""
-    logits = np.asarray(_concrete(logits))
-    labels = np.asarray(_concrete(labels))
+    logits = np.asarray(stop_gradient(logits))
+    labels = np.asarray(stop_gradient(labels))
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
         raise ValueError(
             f"accuracy: expected logits (batch, classes) and labels (batch,), got "

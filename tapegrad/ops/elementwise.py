@@ -184,16 +184,21 @@ def _minimum_vjp(i, g, ans, x, y):
 MAXIMUM = Primitive("maximum", np.maximum, _maximum_vjp)
 MINIMUM = Primitive("minimum", np.minimum, _minimum_vjp)
 
-_APART = elementwise(Interval(-3, 3, distinct=True), Interval(-3, 3, distinct=True))
+
+def _sample_apart(draw):
+    """Two arrays whose elements never tie: multiples of 0.5, and multiples plus 0.25."""
+    xs, ys = draw.broadcastable_shapes(2)
+    grid = Interval(-3, 3, step=0.5)
+    return (draw.array(xs, grid), draw.array(ys, grid) + 0.25), {}
 
 
-@op(np.maximum, sample=_APART, argnums=(0, 1), convention="ties share the cotangent equally")
+@op(np.maximum, sample=_sample_apart, argnums=(0, 1), convention="ties share the cotangent equally")
 def maximum(x: ArrayLike, y: ArrayLike) -> ArrayLike:
     """Elementwise maximum, broadcasting. VJP: ``g`` to the larger input (half each on a tie)."""
     return bind(MAXIMUM, (x, y))
 
 
-@op(np.minimum, sample=_APART, argnums=(0, 1), convention="ties share the cotangent equally")
+@op(np.minimum, sample=_sample_apart, argnums=(0, 1), convention="ties share the cotangent equally")
 def minimum(x: ArrayLike, y: ArrayLike) -> ArrayLike:
     """Elementwise minimum, broadcasting. VJP: ``g`` to the smaller input (half each on a tie)."""
     return bind(MINIMUM, (x, y))

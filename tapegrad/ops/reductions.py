@@ -14,7 +14,7 @@ import numpy as np
 from tapegrad.ops.axes import dtype_of, kept_shape, normalize_axes, shape_of
 from tapegrad.ops.core import ArrayLike, _axis_param, broadcast_to, cast, equal, reshape, sum
 from tapegrad.ops.elementwise import exp
-from tapegrad.ops.registry import Interval, op, reduction
+from tapegrad.ops.registry import DISTINCT, op, reduction
 from tapegrad.tape import Primitive, bind
 
 __all__ = ["logsumexp", "max", "mean", "min"]
@@ -51,7 +51,7 @@ def _extremum_vjp(i, g, ans, x, axis=None, keepdims=False):
 
 MAX = Primitive("max", np.max, _extremum_vjp)
 MIN = Primitive("min", np.min, _extremum_vjp)
-_DISTINCT = reduction(Interval(distinct=True))
+_DISTINCT = reduction(DISTINCT)
 _TIES = "tied extrema share the cotangent equally"
 
 

@@ -28,6 +28,7 @@ import attrs
 import numpy as np
 
 __all__ = [
+    "DISTINCT",
     "REGISTRY",
     "Draw",
     "Interval",
@@ -64,13 +65,16 @@ class Draw(Protocol):
 @attrs.frozen
 class Interval:
     """Where a test draws an argument's values: ``[low, high]``, keeping at least ``gap``
-    away from each point of ``avoid`` (kinks, poles). ``distinct`` keeps the values of one
-    array ``gap`` apart (no ties for max, sort, ...)."""
+    away from each point of ``avoid`` (kinks, poles). With ``step`` the values are
+    multiples of ``step`` (``step = 0.5`` for one operand of ``maximum`` and a shift of
+    0.25 for the other keeps them apart); ``distinct`` makes the values of one array
+    unique (no ties for ``max``, ``sort``, ...)."""
 
     low: float = -2.0
     high: float = 2.0
     avoid: tuple[float, ...] = ()
     gap: float = 0.05
+    step: float = 0.0
     distinct: bool = False
 
 
@@ -164,6 +168,10 @@ def unary(
 ) -> Callable[[Draw], tuple[tuple, dict]]:
     """One array of any shape (0-d included) with values in ``[low, high]``."""
     return elementwise(Interval(low, high, avoid, gap))
+
+
+#: Unique values 0.05 apart: no ties among up to 81 elements.
+DISTINCT = Interval(step=0.05, distinct=True)
 
 
 def reduction(
