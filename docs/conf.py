@@ -27,8 +27,19 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",
     "tapegrad_docs",
 ]
+
+# Maths without a network (issue #10): the built pages must load nothing from a CDN, so
+# MathJax comes from PyPI with the `docs` extra. `sphinx-mathjax-offline` ships MathJax 3.2.2,
+# sets mathjax_path to "mathjax/tex-chtml.js" and copies MathJax into _build/html/_static/
+# when a build succeeds; it needs nothing but pip, and the build stays clean under -W. Not
+# sphinxcontrib-katex: without prerendering it loads KaTeX from a CDN, and prerendering needs
+# node and the katex npm package at build time. Not imgmath: it needs LaTeX. The extension
+# does not declare itself parallel-safe, so `sphinx-build -j N` would warn (and fail under -W);
+# build serially. tests/test_docs_offline.py checks that no page loads an external script or
+# stylesheet.
 
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "_generated", "_examples", "_ext", "Thumbs.db", ".DS_Store"]
