@@ -33,6 +33,9 @@ __all__ = [
     "greater_equal",
     "less",
     "less_equal",
+    "logical_and",
+    "logical_not",
+    "logical_or",
     "multiply",
     "negative",
     "not_equal",
@@ -137,6 +140,26 @@ LESS = Primitive("less", np.less, zero_vjp)
 LESS_EQUAL = Primitive("less_equal", np.less_equal, zero_vjp)
 GREATER = Primitive("greater", np.greater, zero_vjp)
 GREATER_EQUAL = Primitive("greater_equal", np.greater_equal, zero_vjp)
+
+
+LOGICAL_AND = Primitive("logical_and", np.logical_and, zero_vjp)
+LOGICAL_OR = Primitive("logical_or", np.logical_or, zero_vjp)
+LOGICAL_NOT = Primitive("logical_not", np.logical_not, zero_vjp)
+
+
+def logical_and(x: ArrayLike, y: ArrayLike) -> ArrayLike:
+    """``x and y`` elementwise, a boolean array (no derivative)."""
+    return bind(LOGICAL_AND, (x, y))
+
+
+def logical_or(x: ArrayLike, y: ArrayLike) -> ArrayLike:
+    """``x or y`` elementwise, a boolean array (no derivative)."""
+    return bind(LOGICAL_OR, (x, y))
+
+
+def logical_not(x: ArrayLike) -> ArrayLike:
+    """``not x`` elementwise, a boolean array (no derivative)."""
+    return bind(LOGICAL_NOT, (x,))
 
 
 def equal(x: ArrayLike, y: ArrayLike) -> ArrayLike:

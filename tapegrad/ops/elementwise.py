@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tapegrad.ops.axes import dtype_of
-from tapegrad.ops.core import ArrayLike, cast, equal, greater, where, zero_vjp
+from tapegrad.ops.core import ArrayLike, cast, equal, greater, logical_and, where, zero_vjp
 from tapegrad.ops.registry import Interval, elementwise, op, unary
 from tapegrad.tape import Primitive, bind
 
@@ -144,9 +144,10 @@ def _power_vjp(i, g, ans, x, y):
     if i == 0:
         if isinstance(y, (int, float)):  # a literal exponent, the usual case: x ** 2
             return g * 0 if y == 0 else g * y * x ** (y - 1)
-        # where y = 0, x^(y-1) may be infinite (x = 0) although y x^(y-1) is 0: use x^1.
-        zero = equal(y, 0)
-        return g * y * x ** where(zero, 1, y - 1)
+        # At x = y = 0, y x^(y-1) is 0 (x^0 = 1 for every x) but x^(y-1) is infinite: take
+        # that one point out on both sides of the product, so no 0 * inf reaches g.
+        both = logical_and(equal(x, 0), equal(y, 0))
+        return g * where(both, 0, y * where(both, 1, x) ** (y - 1))
     return g * ans * log(where(equal(x, 0), 1, x))
 
 

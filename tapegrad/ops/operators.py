@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tapegrad.ops import core, elementwise, reductions
+# Every op file, so that the registry is complete when the dispatch tables are built.
+from tapegrad.ops import core, elementwise, layers, products, reductions, shaping  # noqa: F401
+from tapegrad.ops.axes import dtype_of
 from tapegrad.ops.core import cast, getitem, reshape, transpose
 from tapegrad.ops.products import matmul
 from tapegrad.ops.registry import REGISTRY
@@ -43,14 +45,6 @@ def _traced_transpose(self, *axes):
     return transpose(self, axes or None)
 
 
-def _traced_reduction(fn):
-    def method(self, axis=None, keepdims=False):
-        return fn(self, axis=axis, keepdims=keepdims)
-
-    method.__name__ = fn.__name__
-    return method
-
-
 def _no_rule(name: str, detail: str = "") -> TypeError:
     return TypeError(
         f"np.{name}{detail} has no derivative rule in tapegrad; use a tapegrad op "
@@ -69,6 +63,9 @@ _UFUNCS.update(
         np.less_equal: core.less_equal,
         np.greater: core.greater,
         np.greater_equal: core.greater_equal,
+        np.logical_and: core.logical_and,
+        np.logical_or: core.logical_or,
+        np.logical_not: core.logical_not,
         np.sign: elementwise.sign,
         np.isfinite: elementwise.isfinite,
         np.isnan: elementwise.isnan,
@@ -129,6 +126,24 @@ for _name, _fn in {
 }.items():
     setattr(Traced, _name, _fn)
 Traced.__hash__ = None  # __eq__ is elementwise, as in numpy
+
+
+def _mask_op(op):
+    """``&``, ``|`` and ``~`` on traced boolean masks (bitwise ops on integers are refused)."""
+
+    def method(self, *other):
+        for a in (self, *other):
+            if dtype_of(a) != np.bool_:
+                raise TypeError(f"{op.__name__}: tapegrad supports &, | and ~ on booleans only")
+        return op(self, *other)
+
+    method.__name__ = op.__name__
+    return method
+
+
+Traced.__and__ = Traced.__rand__ = _mask_op(core.logical_and)
+Traced.__or__ = Traced.__ror__ = _mask_op(core.logical_or)
+Traced.__invert__ = _mask_op(core.logical_not)
 Traced.__neg__ = core.negative
 Traced.__pos__ = lambda self: self
 Traced.__abs__ = elementwise.abs
@@ -140,7 +155,18 @@ Traced.T = property(transpose)
 Traced.reshape = _traced_reshape
 Traced.transpose = _traced_transpose
 Traced.astype = cast
-Traced.sum = _traced_reduction(core.sum)
-Traced.mean = _traced_reduction(reductions.mean)
-Traced.max = _traced_reduction(reductions.max)
-Traced.min = _traced_reduction(reductions.min)
+
+
+def _method(fn):
+    def method(self, *args, **kwargs):
+        return fn(self, *args, **kwargs)
+
+    method.__name__ = fn.__name__
+    method.__doc__ = fn.__doc__
+    return method
+
+
+# ndarray methods: every registered op that declares one (x.sum(axis=0), x.clip(0, 1), ...)
+for _spec in REGISTRY.values():
+    if _spec.method is not None:
+        setattr(Traced, _spec.method, _method(_spec.function))
