@@ -34,8 +34,9 @@ file, or of files above, at call time)::
     elementwise.py  exp, log, sqrt, tanh, sigmoid, relu, abs, power, maximum, minimum,
                     sign and the zero-derivative tests
     reductions.py   mean, max, min, logsumexp
-    shaping.py      concatenate, stack, take
-    products.py     matmul
+    shaping.py      reshaping, joining and splitting: concatenate, stack, split, ...
+    arranging.py    flips, rolls, tiles, padding, diagonals, triangles, sort, take_along_axis
+    products.py     matmul, dot, tensordot, einsum, ...
     layers.py       softmax, log_softmax, affine, nll
     operators.py    Python operators, ndarray methods and numpy's protocols on traced values
 
@@ -45,6 +46,8 @@ calls.
 """
 
 from tapegrad.ops import operators as _operators  # noqa: F401  (attaches Traced's operators)
+from tapegrad.ops.arranging import *  # noqa: F403
+from tapegrad.ops.arranging import __all__ as _arranging
 from tapegrad.ops.core import *  # noqa: F403
 from tapegrad.ops.core import __all__ as _core
 from tapegrad.ops.elementwise import *  # noqa: F403
@@ -66,6 +69,7 @@ __all__ = [
     *_elementwise,
     *_reductions,
     *_shaping,
+    *_arranging,
     *_products,
     *_layers,
 ]

@@ -13,7 +13,15 @@ from __future__ import annotations
 import numpy as np
 
 # Every op file, so that the registry is complete when the dispatch tables are built.
-from tapegrad.ops import core, elementwise, layers, products, reductions, shaping  # noqa: F401
+from tapegrad.ops import (  # noqa: F401
+    arranging,
+    core,
+    elementwise,
+    layers,
+    products,
+    reductions,
+    shaping,
+)
 from tapegrad.ops.axes import dtype_of
 from tapegrad.ops.core import cast, getitem, reshape, transpose
 from tapegrad.ops.products import matmul
