@@ -13,6 +13,7 @@ and ends with the line ``test accuracy: 0.9xxx``. ``--help`` lists the flags; a 
     python examples/mnist_tape.py --plot curves.png --metrics metrics.json
     python examples/mnist_tape.py --save ckpt.npz --stop-after 4      # ... then, later:
     python examples/mnist_tape.py --save ckpt.npz --resume ckpt.npz   # epochs 5 to 10
+    mpiexec -n 2 python examples/mnist_tape.py      # on 2 processes (tapegrad[distributed])
 
 Choices made here (and why)
 ---------------------------
@@ -82,6 +83,15 @@ Choices made here (and why)
 
   Softmax regression is a linear classifier that underfits: the penalty and the moves
   only cost it accuracy, so train it with ``--l2 0 --augment 0``.
+- **Several processes.** Under ``mpiexec -n N`` (``tapegrad.distributed``) every rank
+  draws the same shuffles and shifts, takes its ``1/N`` slice of each minibatch of
+  ``--batch-size`` (the global batch: the training run is the same one whatever ``N``),
+  and the gradients are averaged over the ranks, weighted by the examples each had,
+  before every update. The per-epoch evaluation is split the same way. Only rank 0 prints
+  and writes the metrics, the plot and the checkpoints; a checkpoint does not depend on
+  ``N``, so ``--resume`` works with any number of processes (every rank reads it: on a
+  cluster it must be on a shared file system). Results match one process to float32
+  round-off, not bit for bit: each rank sums its own shard first.
 """
 
 from __future__ import annotations
@@ -106,6 +116,7 @@ from _cli import (
 )
 
 import tapegrad as tg
+from tapegrad import distributed as dist
 
 SIDE = 28  # MNIST images are SIDE x SIDE pixels
 N_PIXELS = SIDE * SIDE
@@ -359,12 +370,18 @@ class Translations:
             grid[dx <= -d, :, SIDE - d] = 0
         return out
 
-    def random(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def random(
+        self, rows: np.ndarray, rng: np.random.Generator, part: slice = slice(None)
+    ) -> np.ndarray:
         """Images ``rows``, each moved by its own random offset: ``dy`` and ``dx``
         independent and uniform on the integers of ``[-max_shift, max_shift]``, drawn from
-        ``rng`` (one call)."""
+        ``rng`` (one call).
+
+        With ``part``, only the images ``rows[part]`` are made, but the offsets of all the
+        ``rows`` are drawn, so ``rng`` moves on as for the whole batch.
+        """
         dy, dx = rng.integers(-self.max_shift, self.max_shift + 1, size=(2, len(rows)))
-        return self.take(rows, dy, dx)
+        return self.take(rows[part], dy[part], dx[part])
 
 
 # ----------------------------------------------------------------------------- model
@@ -448,6 +465,20 @@ def evaluate(
         loss_sum += float(tg.nn.nll(logits, yb)) * len(xb)
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
     return loss_sum / len(x), correct / len(x)
+
+
+def evaluate_sharded(
+    params: dict, x: np.ndarray, y: np.ndarray, activation: str
+) -> tuple[float | None, float | None]:
+    """:func:`evaluate` with the examples split across the processes (the same numbers up
+    to float64 round-off; exactly :func:`evaluate` for one process)."""
+    mine = dist.shard(len(x))
+    loss, acc = evaluate(params, x[mine], y[mine], activation)
+    if dist.size() == 1 or len(x) == 0:
+        return loss, acc
+    n = len(y[mine])
+    mean = dist.allreduce_mean(np.array([loss or 0.0, acc or 0.0]), weight=n)
+    return float(mean[0]), float(mean[1])
 
 
 # ----------------------------------------------------------------------------- output
@@ -585,17 +616,24 @@ def new_history() -> dict[str, list]:
 def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
     """Train as ``args`` says; ``(final parameters, metrics)``."""
     config = config_of(args)
-    data = load_data(args)
+    main_process = dist.is_main()
+    say = print if main_process else _silent
+    # Rank 0 loads first, so that only one process downloads what is missing.
+    data = load_data(args) if main_process else None
+    dist.barrier()
+    if data is None:
+        data = load_data(args)
     x_train, y_train = data.pop("train")  # not kept in data: --augment pads a copy of it
     x_val, y_val = data["val"]
     x_test, y_test = data["test"]
-    config.update(n_train=len(x_train), n_val=len(x_val), n_test=len(x_test))
+    config.update(n_train=len(x_train), n_val=len(x_val), n_test=len(x_test), processes=dist.size())
     steps_per_epoch = tg.datasets.num_batches(len(x_train), args.batch_size)
-    shifts, rows = None, None
+    shifts = None
     if args.augment:
         shifts = Translations(x_train, args.augment)
         x_train = shifts.images  # evaluate on the unmoved images (a view: no second copy)
-        rows = np.arange(len(x_train))
+    # Minibatches of row numbers: each process then gathers only its share of the images.
+    rows = np.arange(len(x_train))
 
     init_seq, shuffle_seq = np.random.SeedSequence(args.seed).spawn(2)
     params = init_params(args, np.random.default_rng(init_seq))
@@ -608,10 +646,12 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
         params, opt_state, start, shuffle_rng, history = load_checkpoint(
             args.resume, params, opt_state, config
         )
-        print(f"resumed from {args.resume} after epoch {start}")
+        say(f"resumed from {args.resume} after epoch {start}")
+    # Every process starts from rank 0's parameters (already equal: a check of the layout).
+    params, opt_state = dist.broadcast((params, opt_state))
 
     arch = "-".join(str(n) for n in [N_PIXELS, *args.hidden, N_CLASSES])
-    print(
+    say(
         f"MLP {arch} {args.activation}, {args.optimizer} lr {args.lr} ({args.schedule})"
         + (f" mu {args.mu}" if args.optimizer == "momentum" else "")
         + (f", l2 {args.l2:g}" if args.l2 else "")
@@ -619,25 +659,40 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
         + f", batch {args.batch_size}, seed {args.seed}; "
         f"{len(x_train)} train / {len(x_val)} validation / {len(x_test)} test examples"
     )
+    if dist.size() > 1:
+        low, high = args.batch_size // dist.size(), -(-args.batch_size // dist.size())
+        say(
+            f"data parallel: {dist.size()} processes, each computing the gradient of "
+            + (f"{low}" if low == high else f"{low} or {high}")
+            + f" of the {args.batch_size} examples of a minibatch"
+        )
 
     value_and_grad = tg.value_and_grad(make_loss(args.activation, args.l2), has_aux=True)
     last = args.epochs if args.stop_after is None else min(args.epochs, start + args.stop_after)
     for epoch in range(start + 1, last + 1):
         t0 = time.perf_counter()
         loss_sum = 0.0
-        if shifts is None:
-            batches = tg.datasets.batches(x_train, y_train, args.batch_size, rng=shuffle_rng)
-        else:  # the same order as without --augment: a permutation drawn first
-            batches = tg.datasets.batches(rows, y_train, args.batch_size, rng=shuffle_rng)
+        # Every process draws the same global minibatches (and shifts) from the same rng.
+        batches = tg.datasets.batches(rows, y_train, args.batch_size, rng=shuffle_rng)
         iterable, bar = _progress(
-            batches, steps_per_epoch, f"epoch {epoch}/{args.epochs}", not args.no_progress
+            batches,
+            steps_per_epoch,
+            f"epoch {epoch}/{args.epochs}",
+            not args.no_progress and main_process,
         )
-        for k, (xb, yb) in enumerate(iterable):
-            if shifts is not None:  # xb holds the rows of the images in the batch
-                xb = shifts.random(xb, shuffle_rng)
-            (_, loss), grads = value_and_grad(params, xb, yb)
+        for k, (rows_b, yb) in enumerate(iterable):
+            mine = dist.shard(len(rows_b))
+            if shifts is None:
+                xb = x_train[rows_b[mine]]
+            else:
+                xb = shifts.random(rows_b, shuffle_rng, mine)
+            if len(xb):
+                (_, loss), grads = value_and_grad(params, xb, yb[mine])
+            else:  # a last minibatch with fewer examples than processes
+                loss, grads = np.float32(0), tg.tree_map(np.zeros_like, params)
+            loss, grads = dist.allreduce_mean((loss, grads), weight=len(xb))
             params, opt_state = opt.update(params, grads, opt_state)
-            loss_sum += float(loss) * len(xb)
+            loss_sum += float(loss) * len(rows_b)
             if bar is not None and k % 50 == 0:
                 bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
         if bar is not None:
@@ -645,8 +700,8 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
         seconds = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        train_loss, train_acc = evaluate(params, x_train, y_train, args.activation)
-        val_loss, val_acc = evaluate(params, x_val, y_val, args.activation)
+        train_loss, train_acc = evaluate_sharded(params, x_train, y_train, args.activation)
+        val_loss, val_acc = evaluate_sharded(params, x_val, y_val, args.activation)
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -659,11 +714,11 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
         }
         for key in HISTORY_KEYS:
             history[key].append(row[key])
-        print(summary_line(row, args.epochs), flush=True)
-        if args.save is not None:
+        say(summary_line(row, args.epochs), flush=True)
+        if args.save is not None and main_process:
             save_checkpoint(args.save, params, opt_state, epoch, shuffle_rng, config, history)
 
-    test_loss, test_acc = evaluate(params, x_test, y_test, args.activation)
+    test_loss, test_acc = evaluate_sharded(params, x_test, y_test, args.activation)
     seconds = history["seconds"]
     metrics = {
         "config": config,
@@ -674,9 +729,9 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
         "resumed_from_epoch": start if args.resume is not None else None,
         "completed": last == args.epochs,
     }
-    if args.metrics is not None:
+    if args.metrics is not None and main_process:
         _write_json(args.metrics, metrics)
-    if args.plot is not None and history["epoch"]:
+    if args.plot is not None and history["epoch"] and main_process:
         plot_history(
             history,
             args.plot,
@@ -685,13 +740,24 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
             + (f", shifts ≤ {args.augment} px" if args.augment else "")
             + f": test accuracy {test_acc:.4f}",
         )
-    print(f"test accuracy: {test_acc:.4f}")
+    say(
+        f"test accuracy: {test_acc:.4f}"
+        + (f" (trained by {dist.size()} processes)" if dist.size() > 1 else "")
+    )
     return params, metrics
 
 
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """``print`` on the processes other than rank 0."""
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run from the command line (``argv`` defaults to ``sys.argv[1:]``); the metrics."""
-    _, metrics = run(parse_args(argv))
+    """Run from the command line (``argv`` defaults to ``sys.argv[1:]``); the metrics.
+
+    Under ``mpiexec``, an error on any process ends them all (no rank is left waiting).
+    """
+    with dist.abort_on_error():
+        _, metrics = run(parse_args(argv))
     return metrics
 
 
