@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from strategies import draw_case
 
 import tapegrad as tg
+from tapegrad.derivatives import tree_vdot
 from tapegrad.ops import REGISTRY
 from tapegrad.pytree import tree_leaves, tree_map
 from tapegrad.testing import check_grads
@@ -37,8 +38,15 @@ def _as(dtype, args, spec):
 
 
 def _projected(fn, kwargs, u):
-    """``sum(fn(*args, **kwargs) * u)``: a scalar whose gradient is the full VJP with ``u``."""
-    return lambda *a: tg.sum(tg.multiply(fn(*a, **kwargs), u))
+    """``<fn(*args, **kwargs), u>``: a scalar whose gradient is the full VJP with ``u`` (a tree
+    like the output: ``split`` returns a list of arrays)."""
+    return lambda *a: tree_vdot(fn(*a, **kwargs), u)
+
+
+def _direction(out):
+    """A fixed random tree with the structure and shapes of the output ``out``."""
+    rng = np.random.default_rng(0)
+    return tree_map(lambda o: rng.standard_normal(np.shape(o)), out)
 
 
 def _diff_fn(spec, args, fn, kwargs, u):
@@ -61,8 +69,10 @@ def test_values_match_numpy(name, data):
     for dtype in (np.float64, np.float32):
         cast = _as(dtype, args, spec)
         ours, theirs = spec.function(*cast, **kwargs), spec.numpy(*cast, **kwargs)
-        np.testing.assert_allclose(ours, theirs, rtol=1e-6 if dtype == np.float32 else 1e-12)
-        assert np.asarray(ours).dtype == np.asarray(theirs).dtype, (dtype, name)
+        for a, b in zip(tree_leaves(ours), tree_leaves(theirs), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6 if dtype == np.float32 else 1e-12)
+            assert np.asarray(a).dtype == np.asarray(b).dtype, (dtype, name)
+        assert type(ours) is type(theirs) or isinstance(theirs, np.ndarray), (ours, theirs)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -71,8 +81,7 @@ def test_values_match_numpy(name, data):
 def test_gradients_match_finite_differences(name, data):
     spec = REGISTRY[name]
     args, kwargs, _ = draw_case(data, spec)
-    out = np.asarray(spec.function(*args, **kwargs))
-    u = np.random.default_rng(0).standard_normal(out.shape)
+    u = _direction(spec.function(*args, **kwargs))
     check_grads(
         _projected(spec.function, kwargs, u),
         args,
@@ -102,8 +111,7 @@ def _ways_in(spec):
 def test_every_way_in_gives_the_same_value_and_gradient(name, data):
     spec = REGISTRY[name]
     args, kwargs, _ = draw_case(data, spec)
-    out = np.asarray(spec.function(*args, **kwargs))
-    u = np.random.default_rng(0).standard_normal(out.shape)
+    u = _direction(spec.function(*args, **kwargs))
     diff = [args[k] for k in spec.argnums]
     results = {}
     for way, fn in _ways_in(spec).items():
@@ -125,8 +133,8 @@ def test_float32_in_float32_out(name, data):
     args, kwargs, _ = draw_case(data, spec)
     args = _as(np.float32, args, spec)
     out = spec.function(*args, **kwargs)
-    assert np.asarray(out).dtype == np.float32
-    u = np.ones(np.shape(out), np.float32)
+    assert all(np.asarray(o).dtype == np.float32 for o in tree_leaves(out))
+    u = tree_map(lambda o: np.ones(np.shape(o), np.float32), out)
     diff = [args[k] for k in spec.argnums]
     grads = tg.grad(
         _diff_fn(spec, args, spec.function, kwargs, u), argnums=tuple(range(len(diff)))
