@@ -13,7 +13,7 @@ Quick use::
     g = tg.grad(lambda p: tg.sum(p["w"] ** 2))({"w": np.ones(3)})
 """
 
-from tapegrad import checkpoint, datasets, nn, optim, pytree, testing
+from tapegrad import checkpoint, datasets, distributed, nn, optim, pytree, testing
 from tapegrad.custom import defvjp, primitive
 from tapegrad.debug import debug_nans
 from tapegrad.derivatives import hessian, hvp, jacobian, jvp
@@ -70,6 +70,7 @@ __all__ = [
     "datasets",
     "debug_nans",
     "defvjp",
+    "distributed",
     "divide",
     "exp",
     "getitem",
