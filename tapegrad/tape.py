@@ -183,8 +183,9 @@ class Traced:
         raise TypeError(
             f"a traced value (v{self._node}, shape {self.shape}, {self.dtype}) cannot be "
             "converted to a numpy array inside a tapegrad transform: that would drop its "
-            "derivative. Use tapegrad's ops (tg.exp, tg.sum, ...) on it, or "
-            "tg.stop_gradient(x) if you really want a constant."
+            "derivative. Use tapegrad's ops (tg.exp, tg.sum, ...) on it; to build an array "
+            "from a list holding traced values, use tapegrad.numpy.array([...]) or "
+            "tg.stack([...]); use tg.stop_gradient(x) if you really want a constant."
         )
 
     def _to_python(self, kind: type) -> Any:

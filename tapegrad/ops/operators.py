@@ -10,6 +10,8 @@ look the function up in the registry (:data:`~tapegrad.ops.registry.REGISTRY`, b
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # Every op file, so that the registry is complete when the dispatch tables are built.
@@ -22,11 +24,11 @@ from tapegrad.ops import (  # noqa: F401
     reductions,
     shaping,
 )
-from tapegrad.ops.axes import dtype_of
+from tapegrad.ops.axes import dtype_of, shape_of
 from tapegrad.ops.core import cast, getitem, reshape, transpose
 from tapegrad.ops.products import matmul
 from tapegrad.ops.registry import REGISTRY
-from tapegrad.tape import Traced
+from tapegrad.tape import Primitive, Traced, _concrete, bind
 
 __all__: list[str] = []
 
@@ -87,31 +89,104 @@ _FUNCTIONS = {
 }
 
 
+# ufunc methods with a tapegrad counterpart, by the counterpart's registry name (numpy's
+# default axis for both is 0).
+_REDUCE = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
+_ACCUMULATE = {np.add: "cumsum", np.multiply: "cumprod"}
+
+
 def _traced_array_ufunc(self, ufunc, method, *inputs, **kwargs):
-    fn = _UFUNCS.get(ufunc)
-    if method != "__call__" or fn is None:
-        raise _no_rule(ufunc.__name__, f".{method}" if method != "__call__" else "")
-    if kwargs:
+    if "out" in kwargs:
         raise TypeError(
-            f"np.{ufunc.__name__} on a traced value takes no keyword arguments "
-            f"(got {', '.join(kwargs)}): results are new values, never written into out="
+            f"np.{ufunc.__name__}: a traced value cannot be written into out=; results are "
+            "new values (use the returned array)"
         )
-    return fn(*inputs)
+    if method == "__call__" and ufunc in _UFUNCS:
+        dtype = kwargs.pop("dtype", None)
+        if kwargs:
+            raise TypeError(
+                f"np.{ufunc.__name__} on a traced value takes no keyword arguments but dtype "
+                f"(got {', '.join(kwargs)})"
+            )
+        out = _UFUNCS[ufunc](*inputs)
+        return out if dtype is None else cast(out, dtype)
+    table = {"reduce": _REDUCE, "accumulate": _ACCUMULATE}.get(method, {})
+    if ufunc in table and table[ufunc] in REGISTRY:
+        (x,) = inputs
+        axis = kwargs.pop("axis", 0)
+        if kwargs.pop("dtype", None) is not None or (kwargs and set(kwargs) != {"keepdims"}):
+            raise TypeError(f"np.{ufunc.__name__}.{method} on a traced value takes axis only")
+        return REGISTRY[table[ufunc]].function(x, axis=axis, **kwargs)
+    raise _no_rule(ufunc.__name__, "" if method == "__call__" else f".{method}")
+
+
+def _like(func):
+    """``np.zeros_like`` and its kin: the result depends on the shape and dtype only."""
+
+    def like(a, *args, **kwargs):
+        return func(np.broadcast_to(np.zeros((), dtype_of(a)), shape_of(a)), *args, **kwargs)
+
+    return like
 
 
 # Functions that only read metadata, answered without touching values.
 _METADATA = {
-    np.shape: lambda x: x.shape,
-    np.ndim: lambda x: x.ndim,
-    np.size: lambda x, axis=None: x.size if axis is None else x.shape[axis],
+    np.shape: shape_of,
+    np.ndim: lambda x: len(shape_of(x)),
+    np.size: lambda x, axis=None: math.prod(shape_of(x)) if axis is None else shape_of(x)[axis],
+    np.result_type: lambda *xs: np.result_type(*(dtype_of(x) for x in xs)),
+    np.iscomplexobj: lambda x: dtype_of(x).kind == "c",
+    np.isrealobj: lambda x: dtype_of(x).kind != "c",
+    **{f: _like(f) for f in (np.zeros_like, np.ones_like, np.empty_like, np.full_like)},
 }
+
+# Functions whose results are integers or booleans: no derivative. Each is recorded as a
+# primitive with a zero derivative, so a replayed tape recomputes it; its result behaves
+# like the numpy value (it converts to an array, an int or a bool).
+_NONDIFFERENTIABLE = (
+    np.argmax,
+    np.argmin,
+    np.argsort,
+    np.argwhere,
+    np.flatnonzero,
+    np.count_nonzero,
+    np.isclose,
+    np.allclose,
+    np.array_equal,
+    np.array_equiv,
+    np.searchsorted,
+    np.digitize,
+)
+_ZERO_DERIVATIVE = {f: Primitive(f.__name__, f, core.zero_vjp) for f in _NONDIFFERENTIABLE}
+
+# Functions that return several arrays of data-dependent shapes: computed on the values
+# (there is nothing to differentiate); a compiled program cannot replay them.
+_ON_VALUES = (np.nonzero, np.unique)
+
+
+def _on_values(func):
+    def run(*args, **kwargs):
+        return func(*(_concrete(a) for a in args), **kwargs)
+
+    return run
+
+
+def _frozen(kwargs: dict) -> dict:
+    """Keyword arguments as immutable record parameters (lists become tuples)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
 
 def _traced_array_function(self, func, types, args, kwargs):
+    if func is np.where and len(args) + len(kwargs) == 1:  # where(condition) is nonzero
+        return _on_values(np.nonzero)(*args, **kwargs)
     fn = _FUNCTIONS.get(func) or _METADATA.get(func)
-    if fn is None:
-        raise _no_rule(func.__name__)
-    return fn(*args, **kwargs)
+    if fn is not None:
+        return fn(*args, **kwargs)
+    if func in _ZERO_DERIVATIVE:
+        return bind(_ZERO_DERIVATIVE[func], args, _frozen(kwargs))
+    if func in _ON_VALUES:
+        return _on_values(func)(*args, **kwargs)
+    raise _no_rule(func.__name__)
 
 
 for _name, _fn in {
@@ -133,7 +208,16 @@ for _name, _fn in {
     "__ne__": core.not_equal,
 }.items():
     setattr(Traced, _name, _fn)
-Traced.__hash__ = None  # __eq__ is elementwise, as in numpy
+
+
+def _traced_hash(self):
+    """Like numpy: a 0-d integer or boolean value hashes as its value; arrays do not hash."""
+    if self.shape == () and dtype_of(self).kind in "biu":
+        return hash(_concrete(self).item())
+    raise TypeError(f"unhashable traced value (shape {self.shape}, {self.dtype})")
+
+
+Traced.__hash__ = _traced_hash  # __eq__ is elementwise, as in numpy
 
 
 def _mask_op(op):
