@@ -1,9 +1,12 @@
 """``import tapegrad.numpy as np``: numpy, with every function tapegrad can differentiate.
 
-Each name in tapegrad's registry with a numpy counterpart (``sin``, ``sum``, ``einsum``,
-...) is tapegrad's op; every other public name of numpy (``zeros``, ``arange``, ``argmax``,
-``float32``, ``pi``, ``random``, ...) is numpy's own, re-exported untouched. So a script
-written for numpy runs with only its import changed, and ``tg.grad`` differentiates it.
+Each numpy name whose function has a rule in tapegrad's registry (``sin``, ``sum``,
+``einsum``, ... and their aliases: ``absolute`` and ``abs`` are one function) is tapegrad's
+op; every other public name of numpy (``zeros``, ``arange``, ``argmax``, ``float32``,
+``pi``, ``random``, ...) is numpy's own, re-exported untouched. So a script written for
+numpy runs with only its import changed, and ``tg.grad`` differentiates it. numpy's own
+functions also work on traced values (they dispatch to the same ops), except ``np.array``
+of a list holding traced values: use this module's ``array``.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import numpy as _np
 
 from tapegrad.ops import REGISTRY as _REGISTRY
 
-# numpy's public names first, then tapegrad's ops over them.
+_OURS = {spec.numpy: spec.function for spec in _REGISTRY.values() if spec.numpy is not None}
+
 for _name in dir(_np):
     if not _name.startswith("_"):
-        globals()[_name] = getattr(_np, _name)
-for _spec in _REGISTRY.values():
-    if _spec.numpy is not None:
-        globals()[_spec.name] = _spec.function
-del _name, _spec
+        _value = getattr(_np, _name)
+        try:
+            globals()[_name] = _OURS.get(_value, _value)
+        except TypeError:  # an unhashable attribute: numpy's own
+            globals()[_name] = _value
+del _name, _value
