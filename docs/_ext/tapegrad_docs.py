@@ -82,9 +82,57 @@ def generate(app: Sphinx) -> None:
     for script in sorted((src / "_examples").glob("*.py")):
         printed, namespaces[script.stem] = run_script(script)
         _write_if_changed(out / f"{script.stem}.txt", printed)
+    _write_if_changed(out / "op_table.md", op_table())
     dot_source = namespaces["mlp_tape"]["tape"].to_dot() + "\n"
     _write_if_changed(out / "mlp_tape.dot", dot_source)
     _write_if_changed(out / "mlp_tape_graph.md", _graph_page(out, dot_source))
+
+
+FAMILIES = {
+    "core": "Arithmetic, sums and moving values",
+    "elementwise": "Elementwise functions",
+    "reductions": "Reductions and scans",
+    "shaping": "Reshaping, joining and splitting",
+    "arranging": "Rearranging and picking",
+    "products": "Products",
+    "layers": "Layers (tapegrad only)",
+}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def op_table() -> str:
+    """Every op of the registry by family: its numpy name, method, derivative, convention."""
+    from tapegrad.ops import REGISTRY
+
+    by_family: dict[str, list] = {}
+    for spec in REGISTRY.values():
+        by_family.setdefault(spec.family, []).append(spec)
+    lines = []
+    for family, title in FAMILIES.items():
+        specs = sorted(by_family.pop(family, []), key=lambda s: s.name)
+        if not specs:
+            continue
+        lines += [
+            f"### {title}",
+            "",
+            "| function | numpy | method | derivative | at kinks and ties |",
+        ]
+        lines.append("|---|---|---|---|---|")
+        for spec in specs:
+            numpy_name = f"`np.{spec.numpy.__name__}`" if spec.numpy is not None else ""
+            method = f"`x.{spec.method}()`" if spec.method else ""
+            derivative = _cell(spec.derivative.removeprefix("VJP:").strip())
+            lines.append(
+                f"| `{spec.name}` | {numpy_name} | {method} | {derivative} | "
+                f"{_cell(spec.convention)} |"
+            )
+        lines.append("")
+    if by_family:
+        raise ValueError(f"op families without a docs title: {sorted(by_family)}")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------ tg-error directive
