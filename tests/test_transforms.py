@@ -145,8 +145,8 @@ def test_traced_values_refuse_silent_conversion():
             np.asarray(x)
         with pytest.raises(TypeError, match="drop its derivative"):
             float(x[0])
-        with pytest.raises(TypeError, match=r"np\.sin"):
-            np.sin(x)
+        with pytest.raises(TypeError, match=r"np\.spacing has no derivative rule"):
+            np.spacing(x)  # a ufunc without a rule
         with pytest.raises(TypeError, match="immutable"):
             x[0] = 1.0
         return tg.sum(np.exp(x) + np.ones(2) * x)  # ufuncs with a rule dispatch to tapegrad
