@@ -17,6 +17,7 @@ from tapegrad import checkpoint, datasets, distributed, nn, optim, pytree, testi
 from tapegrad.custom import defvjp, primitive
 from tapegrad.debug import debug_nans
 from tapegrad.derivatives import hessian, hvp, jacobian, jvp
+from tapegrad.jit import jit
 from tapegrad.ops import (
     abs,
     add,
@@ -78,6 +79,7 @@ __all__ = [
     "hessian",
     "hvp",
     "jacobian",
+    "jit",
     "jvp",
     "log",
     "log_softmax",

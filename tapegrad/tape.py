@@ -129,9 +129,11 @@ class Record:
 class Traced:
     """A value that depends on the differentiated argument of the enclosing transform.
 
-    Behaves like a read-only numpy array under tapegrad's ops and Python's operators.
-    Comparisons give plain boolean arrays. It cannot be turned into a numpy array
-    (that would silently drop the derivative): use ``tg.stop_gradient`` for that.
+    Behaves like a read-only numpy array under tapegrad's ops, Python's operators and
+    numpy's functions. Comparisons give traced boolean arrays (recorded, no derivative),
+    which convert to numpy values. A floating-point value cannot be turned into a numpy
+    array or a Python number (that would silently drop its derivative): use
+    ``tg.stop_gradient`` for that. Inside ``tg.jit`` no traced value converts at all.
     """
 
     __slots__ = ("_node", "_tape", "_value")
@@ -177,44 +179,53 @@ class Traced:
     def _differentiable(self) -> bool:
         return _kind(self._value) == "f"
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        if not self._differentiable():  # a mask or an index carries no derivative
-            return np.asarray(_concrete(self), dtype=dtype)
-        raise TypeError(
-            f"a traced value (v{self._node}, shape {self.shape}, {self.dtype}) cannot be "
-            "converted to a numpy array inside a tapegrad transform: that would drop its "
-            "derivative. Use tapegrad's ops (tg.exp, tg.sum, ...) on it; to build an array "
-            "from a list holding traced values, use tapegrad.numpy.array([...]) or "
-            "tg.stack([...]); use tg.stop_gradient(x) if you really want a constant."
-        )
+    def _concrete_for(self, conversion: str) -> Any:
+        """The value underneath, for ``conversion`` (``bool()``, ``np.asarray``, ...).
 
-    def _to_python(self, kind: type) -> Any:
-        if not self._differentiable():
-            return kind(_concrete(self))
-        raise TypeError(
-            f"{kind.__name__}() of a traced value (v{self._node}, shape {self.shape}) would "
-            "drop its derivative; return it through has_aux=True or call tg.stop_gradient first"
-        )
+        Inside ``tg.jit`` no conversion is allowed: the value would be frozen into the
+        compiled program. Elsewhere only a value without a derivative (a mask, an index)
+        converts; a float would silently lose its derivative.
+        """
+        compiling = _compiling_tape(self)
+        if compiling is not None:
+            raise TypeError(
+                f"{conversion} of a traced value inside tg.jit (v{self._node}, shape "
+                f"{self.shape}, {self.dtype}, made by {_made_by(self)}): the compiled "
+                "program would keep the value of this one call. Compute with ops instead "
+                "(tg.where(condition, a, b) for an if on values), pass what decides the "
+                "branch as a static argument (static_argnums), or return the value and "
+                "convert it outside the jitted function."
+            )
+        if conversion != "bool()" and self._differentiable():
+            raise TypeError(
+                f"{conversion} of a traced value (v{self._node}, shape {self.shape}, "
+                f"{self.dtype}) would drop its derivative. Use tapegrad's ops (tg.exp, "
+                "tg.sum, ...) on it; to build an array from a list holding traced values, "
+                "use tapegrad.numpy.array([...]) or tg.stack([...]); return a value "
+                "through has_aux=True, or call tg.stop_gradient(x) for a constant."
+            )
+        return _concrete(self)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self._concrete_for("np.asarray()"), dtype=dtype)
 
     def __float__(self) -> float:
-        return self._to_python(float)
+        return float(self._concrete_for("float()"))
 
     def __int__(self) -> int:
-        return self._to_python(int)
-
-    def __index__(self) -> int:
-        if self._kind_is_integer():
-            return int(_concrete(self))
-        raise TypeError(f"only integer traced values can be used as an index, not {self.dtype}")
-
-    def _kind_is_integer(self) -> bool:
-        return _kind(self._value) in "iu"
+        return int(self._concrete_for("int()"))
 
     def __complex__(self) -> complex:
-        return self._to_python(complex)
+        return complex(self._concrete_for("complex()"))
+
+    def __index__(self) -> int:
+        if _kind(self._value) not in "iu":
+            raise TypeError(f"only integer traced values can be used as an index, not {self.dtype}")
+        return int(self._concrete_for("an index"))
 
     def __bool__(self) -> bool:
-        return bool(_concrete(self))
+        # Inside grad an if on a traced value works, as on its numpy value; not inside jit.
+        return bool(self._concrete_for("bool()"))
 
     def __setitem__(self, index: Any, value: Any) -> None:
         raise TypeError(
@@ -223,6 +234,23 @@ class Traced:
         )
 
     # Operators and methods are attached by tapegrad.ops, which holds the primitives.
+
+
+def _compiling_tape(x: Any) -> Tape | None:
+    """The tape of ``tg.jit`` among the levels that box ``x``, if any."""
+    while type(x) is Traced:
+        if x._tape.compiling:
+            return x._tape
+        x = x._value
+    return None
+
+
+def _made_by(x: Traced) -> str:
+    """``tg.<op> (record k)`` for the record that made ``x`` on its tape, or ``an input``."""
+    for k, rec in enumerate(x._tape.records):
+        if rec.out == x._node:
+            return f"tg.{rec.primitive.name} (record {k})"
+    return "an input"
 
 
 def _concrete(x: Any) -> Any:
@@ -246,6 +274,7 @@ class Tape:
     __slots__ = (
         "__weakref__",
         "_count",
+        "compiling",
         "debug_nans",
         "id",
         "inputs",
@@ -258,7 +287,9 @@ class Tape:
 
     _ids = itertools.count(1)
 
-    def __init__(self, records: list | None = None, debug_nans: bool = False) -> None:
+    def __init__(
+        self, records: list | None = None, debug_nans: bool = False, compiling: bool = False
+    ) -> None:
         self.id = next(Tape._ids)
         # A list subclass may watch what is appended (tapegrad.debug checks each record).
         self.records: list[Record] = [] if records is None else records
@@ -270,6 +301,8 @@ class Tape:
         self.output_node: int | None = None
         self.live = True
         self.debug_nans = debug_nans
+        # The tape of tg.jit: no value traced on it may be turned into a Python object.
+        self.compiling = compiling
         self._count = 0
 
     def new_input(self, value: Any, name: str = "") -> Traced:

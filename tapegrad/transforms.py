@@ -19,7 +19,7 @@ from tapegrad.debug import new_tape
 from tapegrad.interpreter import backward
 from tapegrad.ops.axes import dtype_of, shape_of
 from tapegrad.pytree import check_like, leaf_paths, tree_flatten, tree_map, tree_unflatten
-from tapegrad.tape import Tape, Traced, _concrete, recording
+from tapegrad.tape import Tape, Traced, recording
 
 __all__ = ["grad", "make_tape", "stop_gradient", "value_and_grad", "vjp"]
 
@@ -27,9 +27,17 @@ __all__ = ["grad", "make_tape", "stop_gradient", "value_and_grad", "vjp"]
 def stop_gradient(x: Any) -> Any:
     """The value of ``x`` as a constant: it passes forward, no cotangent flows back.
 
-    Works on pytrees; strips every level of tracing (for every enclosing transform).
+    Works on pytrees; strips every level of tracing by ``grad`` and its kin. Inside
+    ``tg.jit`` the value stays traced by ``jit`` (so the compiled program still computes
+    it from its inputs), without a derivative.
     """
-    return tree_map(_concrete, x)
+    return tree_map(_strip_derivatives, x)
+
+
+def _strip_derivatives(x: Any) -> Any:
+    while type(x) is Traced and not x._tape.compiling:
+        x = x._value
+    return x
 
 
 # ---------------------------------------------------------------------------------------

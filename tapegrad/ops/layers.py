@@ -13,7 +13,7 @@ from tapegrad.ops.reductions import logsumexp_forward
 from tapegrad.ops.registry import Interval, op
 from tapegrad.tape import Primitive, Traced, bind
 
-__all__ = ["affine", "log_softmax", "nll", "softmax"]
+__all__ = ["affine", "log_softmax", "nll", "nll_backward", "softmax"]
 
 
 def _sample_softmax(draw):
@@ -154,16 +154,36 @@ def _nll_vjp(i, g, ans, logits, labels, saved=None):
     """d nll/d logits = (softmax(logits) - onehot(labels)) / batch; labels: none."""
     if i:
         return None
-    batch = shape_of(labels)[0]
-    if saved is not None and type(g) is not Traced and type(labels) is not Traced:
-        scale = g / batch  # all concrete: finish the saved softmax in place
-        out = saved * scale
-        out[np.arange(batch), labels] -= scale
-        return out
     probs = saved if saved is not None else softmax(logits, axis=1)
-    classes = np.arange(shape_of(logits)[1])
-    onehot = cast(equal(reshape(labels, (-1, 1)), classes), dtype_of(logits))
-    return (probs - onehot) * (g / batch)
+    return nll_backward(probs, labels, g)
+
+
+def _nll_backward_forward(probs, labels, g):
+    scale = g / len(labels)
+    out = probs * scale
+    out[np.arange(len(labels)), labels] -= scale  # probs * scale - onehot * scale
+    return out
+
+
+def _nll_backward_vjp(i, gg, ans, probs, labels, g):
+    """``(probs - onehot) g / batch`` is linear in probs and in g."""
+    if i == 1:
+        return None
+    batch = shape_of(labels)[0]
+    if i == 0:
+        return gg * (g / batch)
+    classes = np.arange(shape_of(probs)[1])
+    onehot = cast(equal(reshape(labels, (-1, 1)), classes), dtype_of(probs))
+    return sum(gg * (probs * (1 / batch) - onehot * (1 / batch)))
+
+
+NLL_BACKWARD = Primitive("nll_backward", _nll_backward_forward, _nll_backward_vjp)
+
+
+def nll_backward(probs: ArrayLike, labels: ArrayLike, g: ArrayLike) -> ArrayLike:
+    """The cotangent of ``nll``'s logits, ``(probs - onehot(labels)) * g / batch``, as one
+    op: ``probs (batch, classes)`` the softmax of the logits, ``g`` the loss's cotangent."""
+    return bind(NLL_BACKWARD, (probs, labels, g))
 
 
 NLL = Primitive("nll", _nll_forward, _nll_vjp, saves=True)
