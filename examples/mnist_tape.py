@@ -108,6 +108,7 @@ from typing import Any
 
 import numpy as np
 from _cli import (
+    load_mnist_or_exit,
     momentum_coefficient,
     nonnegative_float,
     nonnegative_int,
@@ -307,7 +308,7 @@ def preprocess(images: np.ndarray) -> np.ndarray:
 
 def load_data(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"train": (x, y), "val": (x, y), "test": (x, y)}`` as float32 / int64 arrays."""
-    (x_train, y_train), (x_test, y_test) = tg.datasets.load_mnist(args.data_dir)
+    (x_train, y_train), (x_test, y_test) = load_mnist_or_exit("mnist_tape.py", args.data_dir)
     if args.limit_train is not None:
         x_train, y_train = x_train[: args.limit_train], y_train[: args.limit_train]
     if args.limit_test is not None:

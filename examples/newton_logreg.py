@@ -99,6 +99,7 @@ from typing import Any
 
 import numpy as np
 from _cli import (
+    load_mnist_or_exit,
     momentum_coefficient,
     nonnegative_float,
     nonnegative_int,
@@ -329,7 +330,7 @@ def load_digits(
     data_dir: str | None, digits: Sequence[int], limit_train: int | None
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Images of the two ``digits`` as float64 ``(n, 784)`` in [0, 1]; labels 0.0 / 1.0."""
-    (x_train, y_train), (x_test, y_test) = tg.datasets.load_mnist(data_dir)
+    (x_train, y_train), (x_test, y_test) = load_mnist_or_exit("newton_logreg.py", data_dir)
 
     def select(images: np.ndarray, labels: np.ndarray, limit: int | None) -> tuple:
         keep = np.flatnonzero(np.isin(labels, digits))[:limit]

@@ -723,6 +723,15 @@ def _edit_first_leaf(header, **fields):
     return header
 
 
+def test_unfinished_npy_header_literal_is_rejected(good, tmp_path):
+    # numpy parses a .npy header with tokenize: an unclosed brace raises TokenError.
+    text = b"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), ".ljust(117) + b"\n"
+    entry = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + bytes(48)
+    bad = tmp_path / "unclosed.npz"
+    rewrite(good, bad, replace={"leaf_0": entry})
+    assert_bad_file(bad, "truncated or corrupted")
+
+
 def test_rewrite_helper_copies_faithfully(good, tmp_path):
     copied = tmp_path / "copy.npz"
     rewrite(good, copied)

@@ -1,6 +1,7 @@
-"""Tests of tapegrad.datasets: IDX parsing, MNIST loading/verification/download, minibatches.
+"""Tests of tapegrad.mnist (IDX parsing, MNIST loading/verification/download) and
+tapegrad.datasets (minibatches).
 
-No test touches the network: ``datasets._fetch`` is replaced by a function that fails the
+No test touches the network: ``mnist._fetch`` is replaced by a function that fails the
 test unless a test installs its own fake (or the real one with ``file://`` URLs).
 """
 
@@ -22,10 +23,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tapegrad import datasets as ds
+from tapegrad import mnist as mn
 
-REAL_FETCH = ds._fetch
+REAL_FETCH = mn._fetch
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STEMS = list(ds.MNIST_FILES.values())
+STEMS = list(mn.MNIST_FILES.values())
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 IDX_NUMPY_DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
@@ -42,7 +44,7 @@ def no_network(monkeypatch):
     def forbidden(url, dest_file):
         raise AssertionError(f"test tried to download {url}")
 
-    monkeypatch.setattr(ds, "_fetch", forbidden)
+    monkeypatch.setattr(mn, "_fetch", forbidden)
 
 
 def real_data_dir() -> Path:
@@ -77,9 +79,9 @@ def synthetic_arrays(n_train: int = 12, n_test: int = 5, seed: int = 0) -> dict[
 
 def patch_checksums(monkeypatch, arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
     """Make the shipped SHA-256 sums those of ``arrays``; return their IDX bytes."""
-    raw = {stem: ds.write_idx(a) for stem, a in arrays.items()}
+    raw = {stem: mn.write_idx(a) for stem, a in arrays.items()}
     for stem, data in raw.items():
-        monkeypatch.setitem(ds.SHA256, stem, hashlib.sha256(data).hexdigest())
+        monkeypatch.setitem(mn.SHA256, stem, hashlib.sha256(data).hexdigest())
     return raw
 
 
@@ -117,8 +119,8 @@ def idx_arrays(draw):
 @given(idx_arrays())
 @settings(deadline=None)
 def test_idx_round_trip(array):
-    data = ds.write_idx(array)
-    out = ds.parse_idx(data, "mem")
+    data = mn.write_idx(array)
+    out = mn.parse_idx(data, "mem")
     header = 4 + 4 * array.ndim
     assert len(data) == header + array.size * array.dtype.itemsize
     assert out.shape == array.shape
@@ -130,14 +132,14 @@ def test_idx_round_trip(array):
 
 
 def test_idx_layout_is_the_published_one():
-    data = ds.write_idx(np.array([[1, 2, 3], [4, 5, 6]], dtype=np.uint8))
+    data = mn.write_idx(np.array([[1, 2, 3], [4, 5, 6]], dtype=np.uint8))
     assert data == bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6])
-    assert ds.write_idx(np.array([1], dtype="<i4")) == bytes([0, 0, 0x0C, 1, 0, 0, 0, 1]) + (
+    assert mn.write_idx(np.array([1], dtype="<i4")) == bytes([0, 0, 0x0C, 1, 0, 0, 0, 1]) + (
         1
     ).to_bytes(4, "big")
-    assert ds.write_idx(np.array([1.5], dtype=np.float32))[:4] == bytes([0, 0, 0x0D, 1])
-    assert ds.write_idx(np.array([1.5]))[:4] == bytes([0, 0, 0x0E, 1])
-    parsed = ds.parse_idx(bytes([0, 0, 0x0B, 1, 0, 0, 0, 2, 0x01, 0x02, 0xFF, 0xFE]), "m")
+    assert mn.write_idx(np.array([1.5], dtype=np.float32))[:4] == bytes([0, 0, 0x0D, 1])
+    assert mn.write_idx(np.array([1.5]))[:4] == bytes([0, 0, 0x0E, 1])
+    parsed = mn.parse_idx(bytes([0, 0, 0x0B, 1, 0, 0, 0, 2, 0x01, 0x02, 0xFF, 0xFE]), "m")
     np.testing.assert_array_equal(parsed, np.array([0x0102, -2], dtype=np.int16))
 
 
@@ -148,10 +150,10 @@ def test_idx_layout_is_the_published_one():
 )
 def test_write_idx_rejects_what_idx_cannot_hold(array):
     with pytest.raises(ValueError, match="write_idx"):
-        ds.write_idx(array)
+        mn.write_idx(array)
 
 
-GOOD = ds.write_idx(np.arange(24, dtype=np.uint8).reshape(2, 3, 4))  # 16-byte header + 24
+GOOD = mn.write_idx(np.arange(24, dtype=np.uint8).reshape(2, 3, 4))  # 16-byte header + 24
 
 
 @pytest.mark.parametrize(
@@ -185,19 +187,19 @@ GOOD = ds.write_idx(np.arange(24, dtype=np.uint8).reshape(2, 3, 4))  # 16-byte h
 )
 def test_parse_idx_rejects_malformed(data, pattern):
     with pytest.raises(ValueError, match=pattern) as info:
-        ds.parse_idx(data, "some/file-idx3-ubyte")
+        mn.parse_idx(data, "some/file-idx3-ubyte")
     assert str(info.value).startswith("some/file-idx3-ubyte: ")
 
 
 def test_parse_idx_huge_dims_do_not_allocate():
     data = bytes([0, 0, 0x0E, 3]) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 2**32 - 1) + b"x"
     with pytest.raises(ValueError, match=r"truncated.*the file has 1$"):
-        ds.parse_idx(data, "big")
+        mn.parse_idx(data, "big")
 
 
 def test_parse_idx_output_does_not_alias_input():
-    buf = bytearray(ds.write_idx(np.arange(5, dtype=np.uint8)))
-    out = ds.parse_idx(buf, "buf")
+    buf = bytearray(mn.write_idx(np.arange(5, dtype=np.uint8)))
+    out = mn.parse_idx(buf, "buf")
     buf[-1] = 99
     out[0] = 42
     np.testing.assert_array_equal(out, [42, 1, 2, 3, 4])
@@ -206,10 +208,10 @@ def test_parse_idx_output_does_not_alias_input():
 
 def test_read_idx_gz_and_plain(tmp_path):
     a = np.arange(12, dtype=np.int32).reshape(3, 4)
-    (tmp_path / "a-idx2-int").write_bytes(ds.write_idx(a))
-    (tmp_path / "a-idx2-int.gz").write_bytes(gzip.compress(ds.write_idx(a)))
-    np.testing.assert_array_equal(ds.read_idx(tmp_path / "a-idx2-int"), a)
-    np.testing.assert_array_equal(ds.read_idx(str(tmp_path / "a-idx2-int.gz")), a)
+    (tmp_path / "a-idx2-int").write_bytes(mn.write_idx(a))
+    (tmp_path / "a-idx2-int.gz").write_bytes(gzip.compress(mn.write_idx(a)))
+    np.testing.assert_array_equal(mn.read_idx(tmp_path / "a-idx2-int"), a)
+    np.testing.assert_array_equal(mn.read_idx(str(tmp_path / "a-idx2-int.gz")), a)
 
 
 @pytest.mark.parametrize(
@@ -228,7 +230,7 @@ def test_read_idx_rejects_corrupt_gzip(tmp_path, payload):
     path = tmp_path / "x-idx3-ubyte.gz"
     path.write_bytes(payload)
     with pytest.raises(ValueError, match=re.escape(str(path))) as info:
-        ds.read_idx(path)
+        mn.read_idx(path)
     assert "gzip" in str(info.value) or "IDX" in str(info.value)
 
 
@@ -239,7 +241,7 @@ def test_read_idx_rejects_corrupt_gzip(tmp_path, payload):
 
 def _parse_or_value_error(data: bytes):
     try:
-        out = ds.parse_idx(data, "fuzz")
+        out = mn.parse_idx(data, "fuzz")
     except ValueError as exc:
         assert str(exc).startswith("fuzz"), exc
         return None
@@ -266,7 +268,7 @@ def test_fuzz_parse_idx_plausible_headers(code, ndim, dims, payload):
     data = bytes([0, 0, code, ndim]) + struct.pack(f">{len(dims)}I", *dims) + payload
     out = _parse_or_value_error(data)
     if out is not None:
-        assert out.ndim == ndim and code in ds.IDX_DTYPES
+        assert out.ndim == ndim and code in mn.IDX_DTYPES
         if ndim == len(dims):
             assert out.shape == tuple(dims)
 
@@ -299,7 +301,7 @@ def mutate(data: bytes, mutation) -> bytes:
 @fuzz_settings
 @given(idx_arrays(), st.lists(MUTATIONS, min_size=1, max_size=3))
 def test_fuzz_parse_idx_mutated(array, mutations):
-    data = ds.write_idx(array)
+    data = mn.write_idx(array)
     for m in mutations:
         data = mutate(data, m)
     out = _parse_or_value_error(data)
@@ -309,13 +311,13 @@ def test_fuzz_parse_idx_mutated(array, mutations):
 @fuzz_settings
 @given(idx_arrays(), st.lists(MUTATIONS, min_size=1, max_size=3), st.booleans())
 def test_fuzz_gzip_path_mutated(array, mutations, magic_prefix):
-    data = gzip.compress(ds.write_idx(array), compresslevel=1)
+    data = gzip.compress(mn.write_idx(array), compresslevel=1)
     for m in mutations:
         data = mutate(data, m)
     if magic_prefix:
         data = b"\x1f\x8b\x08" + data[3:]
     try:
-        raw = ds._gunzip(data, "fuzz.gz")
+        raw = mn._gunzip(data, "fuzz.gz")
     except ValueError as exc:
         assert str(exc).startswith("fuzz.gz: corrupt gzip data")
         return
@@ -328,7 +330,7 @@ def test_fuzz_gzip_path_mutated(array, mutations, magic_prefix):
 def test_fuzz_gzip_path_random(tail):
     for data in (tail, b"\x1f\x8b\x08" + tail):
         try:
-            raw = ds._gunzip(data, "fuzz.gz")
+            raw = mn._gunzip(data, "fuzz.gz")
         except ValueError as exc:
             assert "fuzz.gz" in str(exc)
             continue
@@ -345,7 +347,7 @@ def test_fuzz_gzip_path_random(tail):
 def test_load_mnist_synthetic(tmp_path, monkeypatch, compress):
     arrays = synthetic_arrays()
     write_dir(tmp_path, patch_checksums(monkeypatch, arrays), compress=compress)
-    loaded = ds.load_mnist(tmp_path, download=False)
+    loaded = mn.load_mnist(tmp_path, download=False)
     assert_matches(loaded, arrays)
     assert loaded[0][0].shape == (12, 28, 28) and loaded[1][1].shape == (5,)
 
@@ -353,10 +355,10 @@ def test_load_mnist_synthetic(tmp_path, monkeypatch, compress):
 def test_load_mnist_returns_fresh_writable_arrays(tmp_path, monkeypatch):
     arrays = synthetic_arrays()
     write_dir(tmp_path, patch_checksums(monkeypatch, arrays))
-    (x1, y1), _ = ds.load_mnist(tmp_path, download=False)
+    (x1, y1), _ = mn.load_mnist(tmp_path, download=False)
     x1[...] = 0
     y1[...] = -1
-    (x2, y2), _ = ds.load_mnist(tmp_path, download=False)
+    (x2, y2), _ = mn.load_mnist(tmp_path, download=False)
     np.testing.assert_array_equal(x2, arrays["train-images-idx3-ubyte"])
     np.testing.assert_array_equal(y2, arrays["train-labels-idx1-ubyte"])
     assert not np.shares_memory(x1, x2)
@@ -367,20 +369,20 @@ def test_load_mnist_mixed_gz_and_plain(tmp_path, monkeypatch):
     raw = patch_checksums(monkeypatch, arrays)
     write_dir(tmp_path, {s: raw[s] for s in STEMS[:2]}, compress=True)
     write_dir(tmp_path, {s: raw[s] for s in STEMS[2:]}, compress=False)
-    assert_matches(ds.load_mnist(str(tmp_path), download=False), arrays)
+    assert_matches(mn.load_mnist(str(tmp_path), download=False), arrays)
 
 
 def test_load_mnist_checks_shipped_sha256_of_decompressed_bytes(tmp_path):
     # A file with valid IDX content but not the real MNIST: rejected by the shipped sums.
     arrays = synthetic_arrays()
-    write_dir(tmp_path, {s: ds.write_idx(a) for s, a in arrays.items()})
+    write_dir(tmp_path, {s: mn.write_idx(a) for s, a in arrays.items()})
     path = tmp_path / "train-images-idx3-ubyte.gz"
-    got = hashlib.sha256(ds.write_idx(arrays["train-images-idx3-ubyte"])).hexdigest()
+    got = hashlib.sha256(mn.write_idx(arrays["train-images-idx3-ubyte"])).hexdigest()
     with pytest.raises(ValueError, match=re.escape(str(path))) as info:
-        ds.load_mnist(tmp_path, download=False)
+        mn.load_mnist(tmp_path, download=False)
     msg = str(info.value)
     assert "checksum" in msg and "wrong" in msg
-    assert f"expected {ds.SHA256['train-images-idx3-ubyte']}" in msg
+    assert f"expected {mn.SHA256['train-images-idx3-ubyte']}" in msg
     assert f"got {got}" in msg
 
 
@@ -393,7 +395,7 @@ def test_load_mnist_checksum_mismatch_single_byte(tmp_path, monkeypatch):
     write_dir(tmp_path, raw, compress=False)
     path = tmp_path / "t10k-labels-idx1-ubyte"
     with pytest.raises(ValueError, match=re.escape(str(path)) + ".*checksum.*wrong"):
-        ds.load_mnist(tmp_path, download=False)
+        mn.load_mnist(tmp_path, download=False)
 
 
 @pytest.mark.parametrize(
@@ -413,7 +415,7 @@ def test_load_mnist_semantic_checks(tmp_path, monkeypatch, stem, array, pattern)
     arrays[stem] = array
     write_dir(tmp_path, patch_checksums(monkeypatch, arrays))
     with pytest.raises(ValueError, match=pattern) as info:
-        ds.load_mnist(tmp_path, download=False)
+        mn.load_mnist(tmp_path, download=False)
     part = "train" if stem.startswith("train") else "t10k"
     assert str(tmp_path / part) in str(info.value)
 
@@ -436,12 +438,12 @@ def test_load_mnist_rejects_corrupt_files_on_disk(tmp_path, monkeypatch, payload
     path.write_bytes(payload)
     if pattern not in ("corrupt gzip data",):  # the sum would catch it first: patch it
         monkeypatch.setitem(
-            ds.SHA256,
+            mn.SHA256,
             "t10k-images-idx3-ubyte",
             hashlib.sha256(gzip.decompress(payload)).hexdigest(),
         )
     with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + pattern):
-        ds.load_mnist(tmp_path, download=False)
+        mn.load_mnist(tmp_path, download=False)
 
 
 def test_missing_file_without_download(tmp_path, monkeypatch):
@@ -450,7 +452,7 @@ def test_missing_file_without_download(tmp_path, monkeypatch):
     del raw["t10k-labels-idx1-ubyte"]
     write_dir(tmp_path, raw)
     with pytest.raises(FileNotFoundError) as info:
-        ds.load_mnist(tmp_path, download=False)
+        mn.load_mnist(tmp_path, download=False)
     msg = str(info.value)
     assert "t10k-labels-idx1-ubyte.gz" in msg and str(tmp_path) in msg
     assert "data_dir" in msg and "TAPEGRAD_DATA_DIR" in msg
@@ -463,20 +465,20 @@ def test_data_dir_resolution(tmp_path, monkeypatch):
     env_dir.mkdir()
     write_dir(env_dir, patch_checksums(monkeypatch, arrays))
     monkeypatch.setenv("TAPEGRAD_DATA_DIR", str(env_dir))
-    assert ds.default_data_dir() == env_dir
-    assert_matches(ds.load_mnist(download=False), arrays)
+    assert mn.default_data_dir() == env_dir
+    assert_matches(mn.load_mnist(download=False), arrays)
     # an explicit data_dir wins over the environment
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "elsewhere"))):
-        ds.load_mnist(tmp_path / "elsewhere", download=False)
+        mn.load_mnist(tmp_path / "elsewhere", download=False)
     # neither: ~/.cache/tapegrad/mnist (an empty variable counts as unset)
     monkeypatch.setenv("TAPEGRAD_DATA_DIR", "")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     default = tmp_path / "home" / ".cache" / "tapegrad" / "mnist"
-    assert ds.default_data_dir() == default
+    assert mn.default_data_dir() == default
     with pytest.raises(FileNotFoundError, match=re.escape(str(default))):
-        ds.load_mnist(download=False)
+        mn.load_mnist(download=False)
     monkeypatch.delenv("TAPEGRAD_DATA_DIR")
-    assert ds.default_data_dir() == default
+    assert mn.default_data_dir() == default
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,10 +519,10 @@ def test_simulated_download_success_with_fallback(tmp_path, monkeypatch):
         payloads[(MIRROR_A, stem)] = (b"", urllib.error.URLError("connection refused"))
         payloads[(MIRROR_B, stem)] = gzip.compress(data)
     fetch = FakeFetch(directory, payloads)
-    monkeypatch.setattr(ds, "_fetch", fetch)
-    monkeypatch.setattr(ds, "MIRRORS", [MIRROR_A, MIRROR_B])
+    monkeypatch.setattr(mn, "_fetch", fetch)
+    monkeypatch.setattr(mn, "MIRRORS", [MIRROR_A, MIRROR_B])
 
-    assert_matches(ds.load_mnist(directory), arrays)
+    assert_matches(mn.load_mnist(directory), arrays)
     assert len(fetch.calls) == 8 and fetch.calls[:2] == [
         MIRROR_A + "train-images-idx3-ubyte.gz",
         MIRROR_B + "train-images-idx3-ubyte.gz",
@@ -531,8 +533,8 @@ def test_simulated_download_success_with_fallback(tmp_path, monkeypatch):
         assert gzip.decompress((directory / f"{stem}.gz").read_bytes()) == data
 
     # once in place, nothing is downloaded again
-    monkeypatch.setattr(ds, "_fetch", FakeFetch(directory, {}))
-    assert_matches(ds.load_mnist(directory, download=True), arrays)
+    monkeypatch.setattr(mn, "_fetch", FakeFetch(directory, {}))
+    assert_matches(mn.load_mnist(directory, download=True), arrays)
 
 
 def test_download_only_missing_files(tmp_path, monkeypatch):
@@ -543,14 +545,14 @@ def test_download_only_missing_files(tmp_path, monkeypatch):
         tmp_path,
         {(MIRROR_A, "t10k-images-idx3-ubyte"): gzip.compress(raw["t10k-images-idx3-ubyte"])},
     )
-    monkeypatch.setattr(ds, "_fetch", fetch)
-    monkeypatch.setattr(ds, "MIRRORS", [MIRROR_A])
-    assert_matches(ds.load_mnist(tmp_path), arrays)
+    monkeypatch.setattr(mn, "_fetch", fetch)
+    monkeypatch.setattr(mn, "MIRRORS", [MIRROR_A])
+    assert_matches(mn.load_mnist(tmp_path), arrays)
     assert fetch.calls == [MIRROR_A + "t10k-images-idx3-ubyte.gz"]
 
 
 BAD_DOWNLOADS = {
-    "wrong-content": lambda good: gzip.compress(ds.write_idx(np.zeros((5, 28, 28), np.uint8))),
+    "wrong-content": lambda good: gzip.compress(mn.write_idx(np.zeros((5, 28, 28), np.uint8))),
     "truncated-gzip": lambda good: gzip.compress(good)[: len(gzip.compress(good)) // 2],
     "not-gzip": lambda good: good,
     "html-error-page": lambda good: b"<html>404 Not Found</html>",
@@ -568,11 +570,11 @@ def test_failed_download_leaves_nothing_behind(tmp_path, monkeypatch, kind):
     before = sorted(p.name for p in tmp_path.iterdir())
     bad = BAD_DOWNLOADS[kind](raw[stem])
     fetch = FakeFetch(tmp_path, {(MIRROR_A, stem): bad, (MIRROR_B, stem): bad})
-    monkeypatch.setattr(ds, "_fetch", fetch)
-    monkeypatch.setattr(ds, "MIRRORS", [MIRROR_A, MIRROR_B])
+    monkeypatch.setattr(mn, "_fetch", fetch)
+    monkeypatch.setattr(mn, "MIRRORS", [MIRROR_A, MIRROR_B])
 
     with pytest.raises(ValueError) as info:
-        ds.load_mnist(tmp_path)
+        mn.load_mnist(tmp_path)
     msg = str(info.value)
     assert f"{stem}.gz" in msg and str(tmp_path) in msg
     assert MIRROR_A + f"{stem}.gz" in msg and MIRROR_B + f"{stem}.gz" in msg
@@ -589,10 +591,10 @@ def test_network_failure_raises_download_error_listing_mirrors(tmp_path, monkeyp
         (MIRROR_B, stem): (b"\x1f\x8b" * 100, TimeoutError("timed out")),
     }
     fetch = FakeFetch(tmp_path, payloads)
-    monkeypatch.setattr(ds, "_fetch", fetch)
-    monkeypatch.setattr(ds, "MIRRORS", [MIRROR_A, MIRROR_B])
-    with pytest.raises(ds.DownloadError) as info:
-        ds.load_mnist(tmp_path)
+    monkeypatch.setattr(mn, "_fetch", fetch)
+    monkeypatch.setattr(mn, "MIRRORS", [MIRROR_A, MIRROR_B])
+    with pytest.raises(mn.DownloadError) as info:
+        mn.load_mnist(tmp_path)
     msg = str(info.value)
     assert isinstance(info.value, OSError)
     assert "no route to host" in msg and "timed out" in msg
@@ -602,19 +604,19 @@ def test_network_failure_raises_download_error_listing_mirrors(tmp_path, monkeyp
 
 
 def test_no_mirrors(tmp_path, monkeypatch):
-    monkeypatch.setattr(ds, "MIRRORS", [])
-    with pytest.raises(ds.DownloadError, match="MIRRORS is empty"):
-        ds.load_mnist(tmp_path)
+    monkeypatch.setattr(mn, "MIRRORS", [])
+    with pytest.raises(mn.DownloadError, match="MIRRORS is empty"):
+        mn.load_mnist(tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_interrupted_download_leaves_nothing_behind(tmp_path, monkeypatch):
     stem = "train-images-idx3-ubyte"
     fetch = FakeFetch(tmp_path, {(MIRROR_A, stem): (b"\x1f\x8b\x08" * 1000, KeyboardInterrupt())})
-    monkeypatch.setattr(ds, "_fetch", fetch)
-    monkeypatch.setattr(ds, "MIRRORS", [MIRROR_A, MIRROR_B])
+    monkeypatch.setattr(mn, "_fetch", fetch)
+    monkeypatch.setattr(mn, "MIRRORS", [MIRROR_A, MIRROR_B])
     with pytest.raises(KeyboardInterrupt):
-        ds.load_mnist(tmp_path)
+        mn.load_mnist(tmp_path)
     assert fetch.calls == [MIRROR_A + f"{stem}.gz"]
     assert list(tmp_path.iterdir()) == []
 
@@ -640,10 +642,10 @@ def test_download_real_files_from_file_mirror(tmp_path, monkeypatch):
     src = real_data_dir()
     if not all((src / f"{s}.gz").is_file() for s in STEMS):
         pytest.skip("the .gz files are needed as a mirror")
-    monkeypatch.setattr(ds, "_fetch", REAL_FETCH)
-    monkeypatch.setattr(ds, "MIRRORS", [(tmp_path / "nowhere").as_uri() + "/", src.as_uri() + "/"])
+    monkeypatch.setattr(mn, "_fetch", REAL_FETCH)
+    monkeypatch.setattr(mn, "MIRRORS", [(tmp_path / "nowhere").as_uri() + "/", src.as_uri() + "/"])
     dest = tmp_path / "cache"
-    (x_tr, _), (_, y_te) = ds.load_mnist(dest)
+    (x_tr, _), (_, y_te) = mn.load_mnist(dest)
     assert x_tr.shape == (60000, 28, 28) and y_te.shape == (10000,)
     assert np.bincount(y_te, minlength=10).tolist() == TEST_COUNTS
     assert sorted(p.name for p in dest.iterdir()) == sorted(f"{s}.gz" for s in STEMS)
@@ -658,7 +660,7 @@ def test_download_real_files_from_file_mirror(tmp_path, monkeypatch):
 def mnist():
     if not _has_real_data():
         pytest.skip(f"MNIST not found in {real_data_dir()} (set TAPEGRAD_DATA_DIR)")
-    return ds.load_mnist(real_data_dir(), download=False)
+    return mn.load_mnist(real_data_dir(), download=False)
 
 
 def test_real_mnist_shapes_and_dtypes(mnist):
