@@ -91,6 +91,7 @@ __all__ = [
     "mean",
     "min",
     "minimum",
+    "mnist",
     "multiply",
     "negative",
     "nn",

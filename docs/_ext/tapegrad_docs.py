@@ -35,7 +35,7 @@ import tapegrad as tg
 logger = logging.getLogger(__name__)
 
 #: Modules whose ``__all__`` the API reference must cover.
-API_MODULES = ("tapegrad", "nn", "optim", "datasets", "checkpoint", "testing", "pytree")
+API_MODULES = ("tapegrad", "nn", "optim", "mnist", "datasets", "checkpoint", "testing", "pytree")
 
 
 # ------------------------------------------------------------------------ generated files
