@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)
 class Const:
     """An output that depends on no input: returned as it is."""
 
@@ -97,7 +97,9 @@ def fold_constants(program: Program) -> Program:
             consts[rec.out] = rec.ans
         else:
             kept.append(rec)
-    outputs = tuple(Const(consts[o]) if o in consts else o for o in program.outputs)
+    outputs = tuple(
+        Const(consts[o]) if isinstance(o, int) and o in consts else o for o in program.outputs
+    )
     return Program(program.inputs, tuple(kept), outputs)
 
 
