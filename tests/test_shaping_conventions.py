@@ -1,0 +1,384 @@
+"""Exact tests of the reshaping, joining and splitting ops and of building arrays from traced
+values (``tapegrad.numpy.array``, ``r_``, ``c_``): keyword variants, numpy's errors, and
+gradients the registry's generic properties do not pin."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from numpy.exceptions import AxisError
+
+import tapegrad as tg
+from tapegrad.numpy.building import array, asarray, c_, r_
+from tapegrad.ops import shaping
+from tapegrad.testing import check_grads
+
+X = np.arange(24.0).reshape(2, 3, 4) / 10
+
+
+def traced_value(fn, *args):
+    """``fn(*args)`` computed with every argument traced: the result's concrete value."""
+    out, _ = tg.vjp(fn, *args)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Splitting: each piece's cotangent goes back to its place
+
+
+def test_array_split_uneven_pieces_and_their_gradients():
+    x = np.arange(7.0)
+    pieces = shaping.array_split(x, 3)
+    assert [p.tolist() for p in pieces] == [[0, 1, 2], [3, 4], [5, 6]]
+    w = (np.array([1.0, 2.0, 3.0]), np.array([10.0, 20.0]), np.array([100.0, 200.0]))
+    g = tg.grad(
+        lambda a: sum(tg.sum(p * v) for p, v in zip(shaping.array_split(a, 3), w, strict=True))
+    )(x)
+    np.testing.assert_array_equal(g, np.concatenate(w))
+    # more sections than elements: the last pieces are empty, as in numpy
+    assert [p.shape for p in shaping.array_split(np.ones(2), 4)] == [(1,), (1,), (0,), (0,)]
+
+
+def test_split_points_that_overlap_add_their_cotangents():
+    # points [3, 1]: pieces x[0:3], x[3:1] (empty) and x[1:]; x[1:3] is in two pieces
+    g = tg.grad(lambda a: sum(tg.sum(p) for p in shaping.split(a, [3, 1])))(np.arange(5.0))
+    assert g.tolist() == [1.0, 2.0, 2.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("fn", "args"),
+    [
+        (shaping.split, (np.ones((4, 6)), 3, 1)),
+        (shaping.split, (np.ones((4, 6)), [1, -2], -1)),
+        (shaping.array_split, (np.ones((5, 2)), 3, 0)),
+        (shaping.hsplit, (np.ones((2, 4)), 2)),
+        (shaping.hsplit, (np.ones(5), [2])),
+        (shaping.vsplit, (np.ones((4, 3)), [1, 3])),
+        (shaping.dsplit, (np.ones((1, 2, 4)), 2)),
+    ],
+)
+def test_split_family_gradients_through_stacked_pieces(fn, args):
+    ary, *rest = args
+    ary = ary * np.arange(ary.size).reshape(ary.shape)
+    ours = fn(ary, *rest)
+    theirs = getattr(np, fn.__name__)(ary, *rest)
+    assert type(ours) is list and len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    u = np.random.default_rng(0).standard_normal(np.concatenate(theirs, axis=None).shape)
+    check_grads(lambda a: tg.sum(tg.concatenate(fn(a, *rest), axis=None) * u), (ary,), order=2)
+
+
+def test_split_errors_are_numpys():
+    with pytest.raises(ValueError, match="does not result in an equal division"):
+        shaping.split(np.ones(5), 2)
+    with pytest.raises(ValueError, match="number sections must be larger than 0"):
+        shaping.array_split(np.ones(5), 0)
+    with pytest.raises(AxisError):
+        shaping.split(np.ones((2, 2)), 2, axis=2)
+    with pytest.raises(ValueError, match="vsplit only works on arrays of 2 or more"):
+        shaping.vsplit(np.ones(4), 2)
+
+
+# ---------------------------------------------------------------------------------------
+# Joining
+
+
+def test_append_with_axis_none_flattens_both():
+    arr, values = np.arange(6.0).reshape(2, 3), np.array([[7.0], [8.0]])
+    np.testing.assert_array_equal(shaping.append(arr, values), np.append(arr, values))
+    ga, gv = tg.grad(lambda a, v: tg.sum(shaping.append(a, v) * np.arange(8.0)), argnums=(0, 1))(
+        arr, values
+    )
+    np.testing.assert_array_equal(ga, np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(gv, [[6.0], [7.0]])
+    # a Python float appended to float32 is float64 in numpy (np.ravel(1.0) is float64)
+    x32 = np.ones(2, np.float32)
+    assert shaping.append(x32, 1.0).dtype == np.append(x32, 1.0).dtype == np.float64
+    assert traced_value(lambda a: shaping.append(a, 1.0), x32).dtype == np.float64
+
+
+def test_vstack_and_hstack_cast_to_dtype_under_numpys_casting_rule():
+    a, b = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    got = shaping.vstack([a, b], dtype=np.float32)
+    assert got.dtype == np.float32 and got.shape == (2, 2)
+    g = tg.grad(lambda x: tg.sum(shaping.hstack([x, b], dtype=np.float32)))(a)
+    assert g.dtype == np.float64 and g.tolist() == [1.0, 1.0]
+    with pytest.raises(TypeError, match="according to the rule 'same_kind'"):
+        shaping.vstack([a, b], dtype=np.int64)
+    np.testing.assert_array_equal(
+        shaping.vstack([a, b], dtype=np.int64, casting="unsafe"),
+        np.vstack([a, b], dtype=np.int64, casting="unsafe"),
+    )
+
+
+def test_column_stack_dstack_and_hstack_of_scalars_match_numpy():
+    a, b = np.arange(3.0), np.arange(6.0).reshape(3, 2)
+    cases = [
+        (shaping.column_stack, np.column_stack, [a, b, a]),
+        (shaping.dstack, np.dstack, [a, a]),
+        (shaping.dstack, np.dstack, [b, b]),
+        (shaping.hstack, np.hstack, [np.float64(1.0), 2.0]),
+        (shaping.vstack, np.vstack, [1.0, 2.0]),
+    ]
+    for ours, theirs, arrays in cases:
+        np.testing.assert_array_equal(ours(arrays), theirs(arrays))
+        traced = traced_value(lambda *xs, ours=ours: ours(list(xs)), *map(np.asarray, arrays))
+        np.testing.assert_array_equal(traced, theirs(arrays))
+    with pytest.raises(TypeError, match="sequence"):
+        shaping.vstack(x for x in (a, a))
+
+
+def test_numpys_own_joining_and_splitting_functions_on_traced_values():
+    def f(x):
+        pieces = np.split(x, [1])
+        top, bottom = np.broadcast_arrays(pieces[0], pieces[1])
+        assert type(top) is tg.Traced and type(pieces) is list
+        return tg.sum(np.vstack([top, bottom]) * np.arange(4.0).reshape(2, 2))
+
+    g = tg.grad(f)(np.array([1.0, 2.0]))
+    np.testing.assert_array_equal(g, [0.0 + 1.0, 2.0 + 3.0])
+
+
+def test_broadcast_arrays_keeps_an_argument_of_the_full_shape():
+    def f(x, y):
+        bx, by = shaping.broadcast_arrays(x, y)
+        assert by is y and bx.shape == (2, 3)
+        return tg.sum(bx * by)
+
+    gx, gy = tg.grad(f, argnums=(0, 1))(np.ones((1, 3)), np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(gx, [[3.0, 5.0, 7.0]])
+    np.testing.assert_array_equal(gy, np.ones((2, 3)))
+
+
+def test_atleast_with_several_arguments_returns_a_tuple_like_numpy():
+    a, b = np.float64(2.0), np.arange(3.0)
+    for ours, theirs in [
+        (shaping.atleast_1d, np.atleast_1d),
+        (shaping.atleast_2d, np.atleast_2d),
+        (shaping.atleast_3d, np.atleast_3d),
+    ]:
+        got, want = ours(a, b), theirs(a, b)
+        assert type(got) is type(want)
+        assert [g.shape for g in got] == [w.shape for w in want]
+        assert [g.shape for g in traced_value(lambda x, y, f=ours: f(x, y), a, b)] == [
+            w.shape for w in want
+        ]
+    ga, gb = tg.grad(lambda x, y: sum(tg.sum(t) for t in shaping.atleast_3d(x, y)), argnums=(0, 1))(
+        a, b
+    )
+    assert float(ga) == 1.0 and gb.tolist() == [1.0, 1.0, 1.0]
+
+
+# ---------------------------------------------------------------------------------------
+# Reshaping
+
+
+def test_expand_dims_with_tuple_axes():
+    x = np.arange(6.0).reshape(2, 3)
+    for axis in [(0, -1), (1, 3), (-4, 1)]:
+        assert shaping.expand_dims(x, axis).shape == np.expand_dims(x, axis).shape
+        assert traced_value(lambda a, ax=axis: shaping.expand_dims(a, ax), x).shape == (
+            np.expand_dims(x, axis).shape
+        )
+    check_grads(
+        lambda a: tg.sum(shaping.expand_dims(a, (0, 3)) * np.arange(6.0).reshape(1, 2, 3, 1)), (x,)
+    )
+    with pytest.raises(ValueError, match="repeated axis"):
+        shaping.expand_dims(x, (1, 1))
+    with pytest.raises(AxisError):
+        shaping.expand_dims(x, (0, 4))
+
+
+def test_moveaxis_agrees_with_numpy_for_every_source_and_destination_of_3_axes():
+    for k in (1, 2, 3):
+        for source in itertools.permutations(range(-3, 3), k):
+            for destination in itertools.permutations(range(3), k):
+                try:
+                    want = np.moveaxis(X, source, destination)
+                except ValueError:  # an axis repeated (as -1 and 2, say)
+                    with pytest.raises(ValueError, match="repeated axis"):
+                        shaping.moveaxis(X, source, destination)
+                    continue
+                got = shaping.moveaxis(X, list(source), list(destination))
+                np.testing.assert_array_equal(got, want, err_msg=f"{source} {destination}")
+
+
+def test_moveaxis_with_lists_matches_numpy_values_and_gradients():
+    for source, destination in [([0, 1], [-1, -2]), ([2], [0]), (-1, 0), ((0, 2), (2, 0))]:
+        want = np.moveaxis(X, source, destination)
+        np.testing.assert_array_equal(shaping.moveaxis(X, source, destination), want)
+        got = traced_value(lambda a, s=source, d=destination: shaping.moveaxis(a, s, d), X)
+        np.testing.assert_array_equal(got, want)
+    u = np.random.default_rng(1).standard_normal((4, 3, 2))
+    check_grads(lambda a: tg.sum(shaping.moveaxis(a, [0, 1], [-1, -2]) * u), (X,))
+    with pytest.raises(ValueError, match="must have the same number of elements"):
+        shaping.moveaxis(X, [0, 1], [0])
+
+
+def test_squeeze_of_an_axis_longer_than_one_is_numpys_error():
+    x = np.ones((1, 3, 1))
+    for value in (x, None):
+        with pytest.raises(ValueError, match="cannot select an axis to squeeze out which has "):
+            if value is None:
+                tg.grad(lambda a: tg.sum(shaping.squeeze(a, axis=1)))(x)
+            else:
+                shaping.squeeze(value, axis=1)
+    assert shaping.squeeze(x, axis=(0, -1)).shape == (3,)
+    with pytest.raises(AxisError):
+        shaping.squeeze(x, axis=3)
+
+
+def test_swapaxes_and_ravel_orders_on_traced_values_match_numpy():
+    np.testing.assert_array_equal(
+        traced_value(lambda a: shaping.swapaxes(a, 0, -1), X), np.swapaxes(X, 0, -1)
+    )
+    for order in "CF":
+        np.testing.assert_array_equal(
+            traced_value(lambda a, o=order: shaping.ravel(a, o), X), np.ravel(X, order)
+        )
+        np.testing.assert_array_equal(
+            traced_value(lambda a, o=order: a.flatten(o), X), X.flatten(order)
+        )
+    # "K" follows memory layout: numpy's on plain arrays, refused on traced values
+    np.testing.assert_array_equal(shaping.ravel(X.T, "K"), np.ravel(X.T, "K"))
+    with pytest.raises(ValueError, match='use "C" or "F"'):
+        tg.grad(lambda a: tg.sum(shaping.ravel(a, "K")))(X)
+    with pytest.raises(AxisError):
+        shaping.swapaxes(X, 0, 3)
+
+
+# ---------------------------------------------------------------------------------------
+# take
+
+
+def test_take_with_traced_integer_indices_and_the_wrap_and_clip_modes():
+    x = np.array([10.0, 20.0, 30.0])
+
+    def f(a):
+        idx = tg.cast(a > 15.0, np.int64)  # traced integers: [0, 1, 1]
+        return tg.sum(shaping.take(a, idx) * np.array([1.0, 2.0, 3.0]))
+
+    assert tg.grad(f)(x).tolist() == [1.0, 5.0, 0.0]
+    idx = [-1, 3, 5, -4]
+    for mode, want in [("wrap", [2, 0, 2, 2]), ("clip", [0, 2, 2, 0])]:
+        np.testing.assert_array_equal(shaping.take(x, idx, mode=mode), x[want])
+        np.testing.assert_array_equal(np.take(x, idx, mode=mode), x[want])
+        g = tg.grad(lambda a, m=mode: tg.sum(x.take(idx, mode=m) * a.take(idx, mode=m)))(x)
+        np.testing.assert_array_equal(g, np.bincount(want, x[want], minlength=3))
+    with pytest.raises(AxisError):
+        shaping.take(X, [0], axis=3)  # never wrapped around silently
+    with pytest.raises(TypeError, match="indices must be integers"):
+        shaping.take(x, [0.5])
+
+
+# ---------------------------------------------------------------------------------------
+# Building arrays from traced values
+
+
+def test_array_of_mixed_nested_lists_has_numpys_shape_dtype_and_the_gradient():
+    def build(a, b):
+        return array([[1.0, a], [b, 2.0]])
+
+    got = traced_value(build, 3.0, 4.0)
+    np.testing.assert_array_equal(got, [[1.0, 3.0], [4.0, 2.0]])
+    ga, gb = tg.grad(lambda a, b: tg.sum(build(a, b) * np.array([[0, 5.0], [7.0, 0]])), (0, 1))(
+        3.0, 4.0
+    )
+    assert (float(ga), float(gb)) == (5.0, 7.0)
+
+    # a traced vector next to a list of a traced scalar and a number
+    v = np.array([1.0, 2.0])
+    check_grads(lambda a, s: tg.sum(array([a, [s, 5.0], (a * s)]) ** 2), (v, 3.0), (0, 1), 2)
+    assert traced_value(lambda a, s: array([a, [s, 5.0]]), v, 3.0).shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "want"),
+    [
+        ((np.float32(1.0), 2.0), None, np.float64),  # a Python float in a list is float64
+        ((np.float32(1.0), np.float32(2.0)), None, np.float32),
+        ((np.float32(1.0), 2.0), np.float32, np.float32),
+        ((1.5, 2.0), np.int64, np.int64),
+    ],
+)
+def test_array_dtype_follows_numpy(values, dtype, want):
+    a, b = values
+    assert np.array([[a], [b]], dtype=dtype).dtype == want
+    got = traced_value(lambda x: array([[x], [b]], dtype=dtype), np.asarray(a))
+    assert got.dtype == want and got.shape == (2, 1)
+    np.testing.assert_array_equal(got, np.array([[a], [b]], dtype=dtype))
+    if np.dtype(want).kind == "f":
+        g = tg.grad(lambda x: tg.sum(array([[x], [b]], dtype=dtype)))(np.asarray(a))
+        assert g.dtype == np.asarray(a).dtype and float(g) == 1.0
+
+
+def test_array_and_asarray_of_a_traced_value_and_their_keywords():
+    def f(x):
+        assert asarray(x) is x
+        copy = array(x)
+        assert copy is not x and type(copy) is tg.Traced
+        assert asarray(x, np.float32).dtype == np.float32
+        assert array(x, ndmin=3).shape == (1, 1, 2)
+        with pytest.raises(ValueError, match="Unable to avoid copy"):
+            asarray(x, np.float32, copy=False)
+        with pytest.raises(ValueError, match="Unable to avoid copy"):
+            array([x, x], copy=False)
+        with pytest.raises(ValueError, match="inhomogeneous"):
+            array([x, 1.0])
+        return tg.sum(copy * array([x, x], ndmin=3))
+
+    np.testing.assert_array_equal(tg.grad(f)(np.array([1.0, 2.0])), [4.0, 8.0])
+    plain = [[1, 2], [3, 4]]
+    assert array(plain).dtype == np.array(plain).dtype and asarray(X) is X
+
+
+def test_numpys_own_array_refuses_traced_values_and_says_what_to_use():
+    with pytest.raises(TypeError, match=r"tapegrad\.numpy\.array\(\[\.\.\.\]\) or tg\.stack"):
+        tg.grad(lambda x: tg.sum(np.array([x, 1.0])))(2.0)
+
+
+# ---------------------------------------------------------------------------------------
+# r_ and c_
+
+
+def test_r_joins_traced_values_scalars_and_ranges():
+    def f(x, v):
+        return r_[x, 1.0, v, 0:2, [x, 2.0]]
+
+    x, v = 3.0, np.array([4.0, 5.0])
+    want = np.r_[x, 1.0, v, 0:2, [x, 2.0]]
+    np.testing.assert_array_equal(traced_value(f, x, v), want)
+    u = np.arange(want.size, dtype=float)
+    check_grads(lambda a, b: tg.sum(f(a, b) * u), (x, v), (0, 1), 2)
+    gx, gv = tg.grad(lambda a, b: tg.sum(f(a, b) * u), (0, 1))(x, v)
+    assert (float(gx), gv.tolist()) == (0.0 + 6.0, [2.0, 3.0])
+    # Python scalars are weak: float32 stays float32, as in numpy
+    x32 = np.ones(2, np.float32)
+    assert traced_value(lambda a: r_[a, 1.0], x32).dtype == np.r_[x32, 1.0].dtype == np.float32
+
+
+def test_c_stacks_traced_columns():
+    a, b = np.array([1.0, 2.0, 3.0]), np.arange(6.0).reshape(3, 2)
+
+    def f(x, y):
+        return c_[x, y, np.zeros(3), x * 2]
+
+    want = np.c_[a, b, np.zeros(3), a * 2]
+    np.testing.assert_array_equal(traced_value(f, a, b), want)
+    u = np.random.default_rng(2).standard_normal(want.shape)
+    check_grads(lambda x, y: tg.sum(f(x, y) * u), (a, b), (0, 1), 2)
+
+
+def test_r_directives():
+    a, b = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    for key in ("0,2", "1,2", "0,2,0", "-1"):
+        want = np.r_[key, a, b]
+        np.testing.assert_array_equal(traced_value(lambda x, y, k=key: r_[k, x, y], a, b), want)
+    assert r_[0:3].tolist() == [0, 1, 2]  # numpy's own without a traced value
+    with pytest.raises(ValueError, match="matrix directives"):
+        tg.grad(lambda x: tg.sum(r_["r", x, x]))(a)
+    with pytest.raises(ValueError, match="first entry"):
+        tg.grad(lambda x: tg.sum(r_[x, "0,2", x]))(a)
