@@ -151,16 +151,20 @@ def accuracy(theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
 def make_hvp(x: np.ndarray, y: np.ndarray, l2: float) -> Callable[[np.ndarray, np.ndarray], Any]:
     """``(theta, v) -> H(theta) v`` for :func:`loss` on ``(x, y)``, via ``tg.hvp``.
 
-    ``tg.hvp`` differentiates every primal it is given, so the data are closed over rather
-    than passed: only ``theta`` is traced.
+    ``tg.hvp`` differentiates every primal it is given, so the data are closed over by the
+    objective rather than passed to it: only ``theta`` is differentiated. The product is
+    compiled with ``tg.jit`` (the data are inputs of the program): the first call records
+    the forward pass, the gradient and its derivative once, and every later product of the
+    conjugate-gradient loop runs that program.
     """
 
-    def objective(theta: Any) -> Any:
-        return loss(theta, x, y, l2)
+    @tg.jit
+    def hessian_vector_product(theta: Any, v: Any, x: Any, y: Any) -> Any:
+        (hv,) = tg.hvp(lambda t: loss(t, x, y, l2), (theta,), (v,))
+        return hv
 
     def hvp(theta: np.ndarray, v: np.ndarray) -> np.ndarray:
-        (hv,) = tg.hvp(objective, (theta,), (v,))
-        return hv
+        return hessian_vector_product(theta, v, x, y)
 
     return hvp
 
