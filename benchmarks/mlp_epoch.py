@@ -15,6 +15,8 @@ Columns:
   (measured faster than ``np.where`` here), in-place SGD. Checked at start to give the
   same gradients as tapegrad (float64, rtol 1e-10).
 - ``tapegrad``: ``tg.value_and_grad(loss_fn)`` then ``tg.optim.sgd(0.1).update``.
+- ``tapegrad-jit``: the same step compiled with ``tg.jit`` (traced once per batch shape;
+  the compile happens in the warm-up round).
 - ``matmul-only``: the 8 matrix products of a step (3 forward; dW3, dx3, dW2, dx2, dW1
   backward) and nothing else: a floor for anything built on numpy and this BLAS (JAX
   uses its own matmul kernels, so not for it).
@@ -267,6 +269,30 @@ class TapegradImpl(Impl):
 
     def grads(self, params, x, y):
         return self.value_and_grad(params, x, y)[1]
+
+
+class TapegradJitImpl(TapegradImpl):
+    """The same step (gradient and SGD update) compiled once with ``tg.jit``."""
+
+    name = "tapegrad-jit"
+
+    def __init__(self) -> None:
+        super().__init__()
+        vg, update = self.value_and_grad, self.opt.update
+
+        def step(params, opt_state, x, y):
+            _loss, grads = vg(params, x, y)
+            return update(params, grads, opt_state)
+
+        self.step = tg.jit(step)
+
+    def run(self, state, x, y, batch, n_used):
+        params, opt_state = state
+        step = self.step
+        for s in batch_starts(n_used, batch):
+            e = min(s + batch, n_used)
+            params, opt_state = step(params, opt_state, x[s:e], y[s:e])
+        return params, opt_state
 
 
 class MatmulOnlyImpl(Impl):
@@ -615,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     if threadpoolctl is not None:
         threadpoolctl.threadpool_limits(1)
 
-    impls: list[Impl] = [NumpyImpl(), TapegradImpl(), MatmulOnlyImpl()]
+    impls: list[Impl] = [NumpyImpl(), TapegradImpl(), TapegradJitImpl(), MatmulOnlyImpl()]
     versions: dict[str, str] = {}
     skipped = []
     if not args.no_extras:

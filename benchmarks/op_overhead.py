@@ -12,6 +12,10 @@ cost of recording an op and of running its VJP. Every column computes the SAME c
 - ``tapegrad trace``: ``tg.make_tape(f)(x)``: the forward pass recorded on a tape, no
   backward pass (shows how the cost splits between recording and the reverse pass).
 - ``tapegrad``: ``tg.grad(f)(x)``: forward, recording and reverse pass.
+- ``tapegrad via np.*``: the same, with the chain written with ``np.tanh``/``np.exp``/
+  ``np.sum`` on traced values (numpy's dispatch protocols reach tapegrad's ops).
+- ``tapegrad jit``: ``tg.jit(tg.grad(f))``: the gradient's tape compiled once, then run as
+  straight-line numpy.
 - ``autograd``, ``torch`` (eager, one thread, ``torch.autograd.grad``) and ``jax`` (eager
   ``jax.grad``, no ``jit``): the same, each only if it can be imported.
 
@@ -102,6 +106,9 @@ def columns() -> tuple[dict[str, Callable[[np.ndarray], Any]], dict[str, str]]:
     tg_f = make_chain(tg.tanh, tg.exp, tg.sum)
     cols["tapegrad trace"] = tg.make_tape(tg_f)
     cols["tapegrad"] = tg.grad(tg_f)
+    # the same chain written with numpy's own functions, reaching tapegrad by dispatch
+    cols["tapegrad via np.*"] = tg.grad(make_chain(np.tanh, np.exp, np.sum))
+    cols["tapegrad jit"] = tg.jit(tg.grad(tg_f))
 
     try:
         import autograd

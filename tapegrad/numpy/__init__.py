@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as _np
 
+from tapegrad.numpy import building as _building
 from tapegrad.ops import REGISTRY as _REGISTRY
 
 _OURS = {spec.numpy: spec.function for spec in _REGISTRY.values() if spec.numpy is not None}
@@ -25,3 +26,7 @@ for _name in dir(_np):
         except TypeError:  # an unhashable attribute: numpy's own
             globals()[_name] = _value
 del _name, _value
+
+# Building arrays from lists that hold traced values (numpy's own np.array cannot).
+array, asarray, asanyarray = _building.array, _building.asarray, _building.asarray
+r_, c_ = _building.r_, _building.c_
