@@ -2,10 +2,13 @@
 
 The data path, one module each::
 
-    your function  ->  tape.py (records on a Wengert list; ops.py is the primitive table)
+    your function  ->  tape.py (records on a Wengert list; ops/ is the primitive table)
                    ->  interpreter.py (the reverse pass)
                    ->  transforms.py (grad, value_and_grad, ...; gradients in your pytree's shape)
                    ->  optim.py (pure update rules)
+
+    jit.py and compiler.py run a recorded tape as straight-line Python instead;
+    numpy/ is ``import tapegrad.numpy as np``, a drop-in for numpy.
 
 Quick use::
 
@@ -13,48 +16,22 @@ Quick use::
     g = tg.grad(lambda p: tg.sum(p["w"] ** 2))({"w": np.ones(3)})
 """
 
-from tapegrad import checkpoint, datasets, distributed, nn, optim, pytree, testing
+from tapegrad import checkpoint, datasets, distributed, mnist, nn, optim, pytree, testing
+from tapegrad import ops as _ops
 from tapegrad.custom import defvjp, primitive
 from tapegrad.debug import debug_nans
 from tapegrad.derivatives import hessian, hvp, jacobian, jvp
 from tapegrad.jit import jit
-from tapegrad.ops import (
-    abs,
-    add,
-    broadcast_to,
-    cast,
-    concatenate,
-    divide,
-    exp,
-    getitem,
-    log,
-    log_softmax,
-    logsumexp,
-    matmul,
-    max,
-    maximum,
-    mean,
-    min,
-    minimum,
-    multiply,
-    negative,
-    power,
-    relu,
-    reshape,
-    sigmoid,
-    softmax,
-    sqrt,
-    stack,
-    subtract,
-    sum,
-    take,
-    tanh,
-    transpose,
-    where,
-)
 from tapegrad.pytree import tree_leaves, tree_map
 from tapegrad.tape import Record, Tape, Traced
 from tapegrad.transforms import grad, make_tape, stop_gradient, value_and_grad, vjp
+
+# Every op of the table (tg.sin, tg.einsum, tg.split, ...), but the layers, which live in
+# tg.nn, and the table's own machinery.
+_NOT_AT_TOP = {"REGISTRY", "OpSpec", "ArrayLike", "IndexedCotangent", "unbroadcast", "zero_vjp"}
+_NOT_AT_TOP |= {"affine", "nll", "nll_backward", "matrix_transpose"}
+_OPS = [name for name in _ops.__all__ if name not in _NOT_AT_TOP]
+globals().update({name: getattr(_ops, name) for name in _OPS})
 
 __version__ = "0.1.0"
 
@@ -62,59 +39,28 @@ __all__ = [
     "Record",
     "Tape",
     "Traced",
-    "abs",
-    "add",
-    "broadcast_to",
-    "cast",
     "checkpoint",
-    "concatenate",
     "datasets",
     "debug_nans",
     "defvjp",
     "distributed",
-    "divide",
-    "exp",
-    "getitem",
     "grad",
     "hessian",
     "hvp",
     "jacobian",
     "jit",
     "jvp",
-    "log",
-    "log_softmax",
-    "logsumexp",
     "make_tape",
-    "matmul",
-    "max",
-    "maximum",
-    "mean",
-    "min",
-    "minimum",
     "mnist",
-    "multiply",
-    "negative",
     "nn",
     "optim",
-    "power",
     "primitive",
     "pytree",
-    "relu",
-    "reshape",
-    "sigmoid",
-    "softmax",
-    "sqrt",
-    "stack",
     "stop_gradient",
-    "subtract",
-    "sum",
-    "take",
-    "tanh",
     "testing",
-    "transpose",
     "tree_leaves",
     "tree_map",
     "value_and_grad",
     "vjp",
-    "where",
+    *_OPS,
 ]
