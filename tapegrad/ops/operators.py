@@ -27,7 +27,7 @@ from tapegrad.ops import (  # noqa: F401
 from tapegrad.ops.axes import dtype_of, shape_of
 from tapegrad.ops.core import cast, getitem, reshape, transpose
 from tapegrad.ops.products import matmul
-from tapegrad.ops.registry import REGISTRY
+from tapegrad.ops.registry import BY_NUMPY, REGISTRY
 from tapegrad.tape import Primitive, Traced, _concrete, bind
 
 __all__: list[str] = []
@@ -64,29 +64,22 @@ def _no_rule(name: str, detail: str = "") -> TypeError:
 
 # numpy's ufuncs and functions with a tapegrad rule: the registry's numpy counterparts, plus
 # the comparisons and tests, which have no derivative.
-_UFUNCS = {s.numpy: s.function for s in REGISTRY.values() if isinstance(s.numpy, np.ufunc)}
-_UFUNCS.update(
-    {
-        np.equal: core.equal,
-        np.not_equal: core.not_equal,
-        np.less: core.less,
-        np.less_equal: core.less_equal,
-        np.greater: core.greater,
-        np.greater_equal: core.greater_equal,
-        np.logical_and: core.logical_and,
-        np.logical_or: core.logical_or,
-        np.logical_not: core.logical_not,
-        np.sign: elementwise.sign,
-        np.isfinite: elementwise.isfinite,
-        np.isnan: elementwise.isnan,
-        np.isinf: elementwise.isinf,
-    }
-)
-_FUNCTIONS = {
-    s.numpy: s.function
-    for s in REGISTRY.values()
-    if s.numpy is not None and not isinstance(s.numpy, np.ufunc)
+_NO_DERIVATIVE_UFUNCS = {
+    np.equal: core.equal,
+    np.not_equal: core.not_equal,
+    np.less: core.less,
+    np.less_equal: core.less_equal,
+    np.greater: core.greater,
+    np.greater_equal: core.greater_equal,
+    np.logical_and: core.logical_and,
+    np.logical_or: core.logical_or,
+    np.logical_not: core.logical_not,
+    np.sign: elementwise.sign,
+    np.isfinite: elementwise.isfinite,
+    np.isnan: elementwise.isnan,
+    np.isinf: elementwise.isinf,
 }
+BY_NUMPY.update({f: op for f, op in _NO_DERIVATIVE_UFUNCS.items() if f not in BY_NUMPY})
 
 
 # ufunc methods with a tapegrad counterpart, by the counterpart's registry name (numpy's
@@ -101,14 +94,14 @@ def _traced_array_ufunc(self, ufunc, method, *inputs, **kwargs):
             f"np.{ufunc.__name__}: a traced value cannot be written into out=; results are "
             "new values (use the returned array)"
         )
-    if method == "__call__" and ufunc in _UFUNCS:
+    if method == "__call__" and ufunc in BY_NUMPY:
         dtype = kwargs.pop("dtype", None)
         if kwargs:
             raise TypeError(
                 f"np.{ufunc.__name__} on a traced value takes no keyword arguments but dtype "
                 f"(got {', '.join(kwargs)})"
             )
-        out = _UFUNCS[ufunc](*inputs)
+        out = BY_NUMPY[ufunc](*inputs)
         return out if dtype is None else cast(out, dtype)
     table = {"reduce": _REDUCE, "accumulate": _ACCUMULATE}.get(method, {})
     if ufunc in table and table[ufunc] in REGISTRY:
@@ -179,7 +172,7 @@ def _frozen(kwargs: dict) -> dict:
 def _traced_array_function(self, func, types, args, kwargs):
     if func is np.where and len(args) + len(kwargs) == 1:  # where(condition) is nonzero
         return _on_values(np.nonzero)(*args, **kwargs)
-    fn = _FUNCTIONS.get(func) or _METADATA.get(func)
+    fn = BY_NUMPY.get(func) or _METADATA.get(func)
     if fn is not None:
         return fn(*args, **kwargs)
     if func in _ZERO_DERIVATIVE:

@@ -28,6 +28,7 @@ import attrs
 import numpy as np
 
 __all__ = [
+    "BY_NUMPY",
     "DISTINCT",
     "REGISTRY",
     "Draw",
@@ -107,6 +108,10 @@ class OpSpec:
 #: Every public op, by name, in the order the op files declare them.
 REGISTRY: dict[str, OpSpec] = {}
 
+#: numpy's (or scipy's) function -> tapegrad's op: what numpy's dispatch protocols call.
+#: Filled by :func:`op`, so an op registered later (``tapegrad.scipy``) dispatches too.
+BY_NUMPY: dict[Callable[..., Any], Callable[..., Any]] = {}
+
 
 def op(
     numpy: Callable[..., Any] | None = None,
@@ -144,6 +149,8 @@ def op(
             rtol=rtol,
             atol=atol,
         )
+        if numpy is not None:
+            BY_NUMPY.setdefault(numpy, function)
         return function
 
     return register
