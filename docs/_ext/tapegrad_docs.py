@@ -95,6 +95,7 @@ FAMILIES = {
     "shaping": "Reshaping, joining and splitting",
     "arranging": "Rearranging and picking",
     "products": "Products",
+    "linalg": "Linear algebra (numpy.linalg)",
     "layers": "Layers (tapegrad only)",
 }
 

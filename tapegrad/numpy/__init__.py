@@ -11,6 +11,8 @@ of a list holding traced values: use this module's ``array``.
 
 from __future__ import annotations
 
+import importlib as _importlib
+
 import numpy as _np
 
 from tapegrad.numpy import building as _building
@@ -26,6 +28,9 @@ for _name in dir(_np):
         except TypeError:  # an unhashable attribute: numpy's own
             globals()[_name] = _value
 del _name, _value
+
+# numpy.linalg's differentiable twin; imported after the loop, which set numpy's own
+linalg = _importlib.import_module("tapegrad.numpy.linalg")
 
 # Building arrays from lists that hold traced values (numpy's own np.array cannot).
 array, asarray, asanyarray = _building.array, _building.asarray, _building.asarray

@@ -37,6 +37,7 @@ file, or of files above, at call time)::
     shaping.py      reshaping, joining and splitting: concatenate, stack, split, ...
     arranging.py    flips, rolls, tiles, padding, diagonals, triangles, sort, take_along_axis
     products.py     matmul, dot, tensordot, einsum, ...
+    linalg.py       numpy.linalg: solve, inv, det, slogdet, cholesky, eigh, svd, qr, norm, ...
     layers.py       softmax, log_softmax, affine, nll
     operators.py    Python operators, ndarray methods and numpy's protocols on traced values
 
@@ -54,6 +55,8 @@ from tapegrad.ops.elementwise import *  # noqa: F403
 from tapegrad.ops.elementwise import __all__ as _elementwise
 from tapegrad.ops.layers import *  # noqa: F403
 from tapegrad.ops.layers import __all__ as _layers
+from tapegrad.ops.linalg import *  # noqa: F403
+from tapegrad.ops.linalg import __all__ as _linalg
 from tapegrad.ops.products import *  # noqa: F403
 from tapegrad.ops.products import __all__ as _products
 from tapegrad.ops.reductions import *  # noqa: F403
@@ -71,5 +74,6 @@ __all__ = [
     *_shaping,
     *_arranging,
     *_products,
+    *_linalg,
     *_layers,
 ]

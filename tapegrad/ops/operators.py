@@ -20,6 +20,7 @@ from tapegrad.ops import (  # noqa: F401
     core,
     elementwise,
     layers,
+    linalg,
     products,
     reductions,
     shaping,
