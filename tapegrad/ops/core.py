@@ -38,6 +38,7 @@ __all__ = [
     "logical_or",
     "multiply",
     "negative",
+    "no_out",
     "not_equal",
     "reshape",
     "scatter_add",
@@ -236,9 +237,25 @@ SUM = Primitive("sum", np.sum, _sum_vjp)
 
 
 @op(np.sum, sample=reduction(), method="sum")
-def sum(x: ArrayLike, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> ArrayLike:
-    """Sum over ``axis`` (all axes by default). VJP: ``g`` broadcast back over ``axis``."""
-    return bind(SUM, (x,), {"axis": _axis_param(axis), "keepdims": bool(keepdims)})
+def sum(
+    a: ArrayLike,
+    axis: int | Sequence[int] | None = None,
+    dtype: Any = None,
+    out: None = None,
+    keepdims: bool = False,
+) -> ArrayLike:
+    """Sum over ``axis`` (all axes by default), in ``dtype`` if given (numpy's order of
+    arguments; ``out`` must be None). VJP: ``g`` broadcast back over ``axis``."""
+    no_out("sum", out)
+    if dtype is not None:
+        a = cast(a, dtype)
+    return bind(SUM, (a,), {"axis": _axis_param(axis), "keepdims": bool(keepdims)})
+
+
+def no_out(name: str, out: Any) -> None:
+    """Refuse numpy's ``out=``: a traced value is never written into."""
+    if out is not None:
+        raise TypeError(f"tg.{name}: out= is not supported; use the returned array")
 
 
 def _axis_param(axis: Any) -> Any:

@@ -25,6 +25,7 @@ from tapegrad.ops.core import (
     cast,
     equal,
     getitem,
+    no_out,
     reshape,
     scatter_add,
     sum,
@@ -70,9 +71,17 @@ MEAN = Primitive("mean", np.mean, _mean_vjp)
 
 
 @op(np.mean, sample=reduction(), method="mean")
-def mean(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> ArrayLike:
-    """Mean over ``axis``. VJP: ``g / n`` broadcast back, ``n`` the count averaged."""
-    return _reduce(MEAN, x, axis, keepdims)
+def mean(
+    a: ArrayLike, axis: Axis = None, dtype: Any = None, out: None = None, keepdims: bool = False
+) -> ArrayLike:
+    """Mean over ``axis``, computed in ``dtype`` if given (numpy's order of arguments).
+
+    VJP: ``g / n`` broadcast back, ``n`` the count averaged.
+    """
+    no_out("mean", out)
+    if dtype is not None:
+        a = cast(a, dtype)
+    return _reduce(MEAN, a, axis, keepdims)
 
 
 def _extremum_vjp(i, g, ans, x, axis=None, keepdims=False):
@@ -89,15 +98,17 @@ _TIES = "tied extrema share the cotangent equally"
 
 
 @op(np.max, sample=_DISTINCT, method="max", convention=_TIES)
-def max(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> ArrayLike:
+def max(a: ArrayLike, axis: Axis = None, out: None = None, keepdims: bool = False) -> ArrayLike:
     """Maximum over ``axis``. VJP: ``g`` to the maximum (shared equally among ties)."""
-    return _reduce(MAX, x, axis, keepdims)
+    no_out("max", out)
+    return _reduce(MAX, a, axis, keepdims)
 
 
 @op(np.min, sample=_DISTINCT, method="min", convention=_TIES)
-def min(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> ArrayLike:
+def min(a: ArrayLike, axis: Axis = None, out: None = None, keepdims: bool = False) -> ArrayLike:
     """Minimum over ``axis``. VJP: ``g`` to the minimum (shared equally among ties)."""
-    return _reduce(MIN, x, axis, keepdims)
+    no_out("min", out)
+    return _reduce(MIN, a, axis, keepdims)
 
 
 def logsumexp_forward(x, axis=None, keepdims=False):
@@ -140,11 +151,6 @@ def _dtype_param(dtype: Any) -> np.dtype | None:
 def _in_dtype(x: ArrayLike, dtype: np.dtype | None) -> ArrayLike:
     """``x`` as the forward computed with it: cast to ``dtype`` when one was asked for."""
     return x if dtype is None or dtype_of(x) == dtype else cast(x, dtype)
-
-
-def _no_out(name: str, out: Any) -> None:
-    if out is not None:
-        raise TypeError(f"tg.{name}: out= is not supported (tapegrad's results are new arrays)")
 
 
 def _along(axis: int, index: Any) -> tuple:
@@ -239,7 +245,7 @@ def prod(
     VJP: ``g prod_{m != j} x_m`` for each ``x_j``, from exclusive prefix and suffix products
     (no division by ``x``), so it is exact where ``x`` has zeros.
     """
-    _no_out("prod", out)
+    no_out("prod", out)
     params = {"axis": _axis_param(axis), "dtype": _dtype_param(dtype), "keepdims": bool(keepdims)}
     return bind(PROD, (a,), params)
 
@@ -293,7 +299,7 @@ def cumprod(
     VJP: ``dx_j = y_{j-1} sum_{k >= j} g_k prod_{j < m <= k} x_m`` (``y`` the result), by a
     log-depth scan of products: no division, exact at zeros.
     """
-    _no_out("cumprod", out)
+    no_out("cumprod", out)
     return bind(CUMPROD, (a,), {"axis": _axis_param(axis), "dtype": _dtype_param(dtype)})
 
 
@@ -341,7 +347,7 @@ def var(
     VJP: ``2 g (x - mean) / (n - ddof)``. Where ``n - ddof <= 0`` numpy's value is inf or
     nan (with its warning) and so is the derivative.
     """
-    _no_out("var", out)
+    no_out("var", out)
     params = {"axis": _axis_param(axis), "dtype": _dtype_param(dtype), "ddof": ddof}
     return bind(VAR, (a,), {**params, "keepdims": bool(keepdims)})
 
@@ -389,7 +395,7 @@ def std(
     VJP: ``g (x - mean) / ((n - ddof) std)``; NaN over a constant slice (std = 0), where
     the derivative does not exist (PyTorch and JAX give NaN too).
     """
-    _no_out("std", out)
+    no_out("std", out)
     params = {"axis": _axis_param(axis), "dtype": _dtype_param(dtype), "ddof": ddof}
     return bind(STD, (a,), {**params, "keepdims": bool(keepdims)})
 
@@ -401,14 +407,14 @@ def std(
 @op(np.amax, sample=_DISTINCT, convention=_TIES)
 def amax(a: ArrayLike, axis: Axis = None, out: None = None, keepdims: bool = False) -> ArrayLike:
     """numpy's ``amax``, the same as :func:`max`. VJP: ``g`` to the maximum (ties share it)."""
-    _no_out("amax", out)
+    no_out("amax", out)
     return _reduce(MAX, a, axis, keepdims)
 
 
 @op(np.amin, sample=_DISTINCT, convention=_TIES)
 def amin(a: ArrayLike, axis: Axis = None, out: None = None, keepdims: bool = False) -> ArrayLike:
     """numpy's ``amin``, the same as :func:`min`. VJP: ``g`` to the minimum (ties share it)."""
-    _no_out("amin", out)
+    no_out("amin", out)
     return _reduce(MIN, a, axis, keepdims)
 
 
@@ -419,7 +425,7 @@ def ptp(a: ArrayLike, axis: Axis = None, out: None = None, keepdims: bool = Fals
     VJP: ``g`` to the maximum and ``-g`` to the minimum, tied extrema sharing equally (a
     constant slice gets ``g/n - g/n = 0``).
     """
-    _no_out("ptp", out)
+    no_out("ptp", out)
     return max(a, axis=axis, keepdims=keepdims) - min(a, axis=axis, keepdims=keepdims)
 
 
@@ -536,7 +542,7 @@ def cumsum(a: ArrayLike, axis: int | None = None, dtype: Any = None, out: None =
 
     VJP: ``g`` summed cumulatively from the end along ``axis``.
     """
-    _no_out("cumsum", out)
+    no_out("cumsum", out)
     return bind(CUMSUM, (a,), {"axis": _axis_param(axis), "dtype": _dtype_param(dtype)})
 
 
@@ -666,6 +672,6 @@ def trace(
 
     VJP: ``g`` on that diagonal, zeros elsewhere.
     """
-    _no_out("trace", out)
+    no_out("trace", out)
     params = {"offset": int(offset), "axis1": int(axis1), "axis2": int(axis2)}
     return bind(TRACE, (a,), {**params, "dtype": _dtype_param(dtype)})
