@@ -30,6 +30,7 @@ from tapegrad.transforms import grad, make_tape, stop_gradient, value_and_grad, 
 # tg.nn, and the table's own machinery.
 _NOT_AT_TOP = {"REGISTRY", "OpSpec", "ArrayLike", "IndexedCotangent", "unbroadcast", "zero_vjp"}
 _NOT_AT_TOP |= {"affine", "nll", "nll_backward", "matrix_transpose"}
+_NOT_AT_TOP |= set(_ops.convolution.__all__)  # tg.nn.conv2d, ...
 _OPS = [name for name in _ops.__all__ if name not in _NOT_AT_TOP]
 globals().update({name: getattr(_ops, name) for name in _OPS})
 

@@ -96,6 +96,7 @@ FAMILIES = {
     "arranging": "Rearranging and picking",
     "products": "Products",
     "linalg": "Linear algebra (numpy.linalg)",
+    "convolution": "Convolution and pooling (tapegrad.nn)",
     "layers": "Layers (tapegrad only)",
 }
 

@@ -38,6 +38,7 @@ file, or of files above, at call time)::
     arranging.py    flips, rolls, tiles, padding, diagonals, triangles, sort, take_along_axis
     products.py     matmul, dot, tensordot, einsum, ...
     linalg.py       numpy.linalg: solve, inv, det, slogdet, cholesky, eigh, svd, qr, norm, ...
+    convolution.py  conv2d, conv1d, max_pool2d, avg_pool2d (PyTorch's layout)
     layers.py       softmax, log_softmax, affine, nll
     operators.py    Python operators, ndarray methods and numpy's protocols on traced values
 
@@ -49,6 +50,8 @@ calls.
 from tapegrad.ops import operators as _operators  # noqa: F401  (attaches Traced's operators)
 from tapegrad.ops.arranging import *  # noqa: F403
 from tapegrad.ops.arranging import __all__ as _arranging
+from tapegrad.ops.convolution import *  # noqa: F403
+from tapegrad.ops.convolution import __all__ as _convolution
 from tapegrad.ops.core import *  # noqa: F403
 from tapegrad.ops.core import __all__ as _core
 from tapegrad.ops.elementwise import *  # noqa: F403
@@ -75,5 +78,6 @@ __all__ = [
     *_arranging,
     *_products,
     *_linalg,
+    *_convolution,
     *_layers,
 ]

@@ -17,6 +17,7 @@ import numpy as np
 # Every op file, so that the registry is complete when the dispatch tables are built.
 from tapegrad.ops import (  # noqa: F401
     arranging,
+    convolution,
     core,
     elementwise,
     layers,
