@@ -68,12 +68,12 @@ class _Bypass(Exception):
 def _leaf_key(leaf: Any) -> tuple:
     """How a leaf enters the signature: ``("input", shape, dtype)`` or ``("static", value)``."""
     kind = type(leaf)
-    if kind is np.ndarray:
+    if kind is np.ndarray or isinstance(leaf, np.generic):
+        # a numpy scalar and a 0-d array are one signature: numpy treats them alike, and
+        # an op on 0-d arrays returns a numpy scalar (so a step's output feeds the next)
         return ("array", leaf.shape, leaf.dtype.str)
     if kind is float:
         return ("float",)
-    if isinstance(leaf, np.generic):
-        return ("scalar", leaf.dtype.str)
     if kind is Traced:
         raise _Bypass
     try:
