@@ -31,5 +31,5 @@ def test_the_jit_example_prints_the_program_it_compiled() -> None:
         lines[0]
         == f"# {program.records} records traced, {program.lines} operations after the passes"
     )
-    assert "\n".join(lines[1:]) == program.source.rstrip("\n")
-    assert lines[1].startswith("def train_step(v0, ") and lines[-1].startswith("    return (")
+    assert "\n".join(lines[1:]).rstrip() == program.source.rstrip()
+    assert lines[1].startswith("def train_step(v0, ") and "    return (" in lines[-2:][0]
