@@ -31,8 +31,8 @@ file, or of files above, at call time)::
     registry.py     OpSpec and the registry; samplers that describe test domains
     core.py         arithmetic, comparisons, where, sum, reshape, transpose,
                     broadcast_to, cast, indexing: the ops the interpreter needs
-    elementwise.py  exp, log, sqrt, tanh, sigmoid, relu, abs, power, maximum, minimum,
-                    sign and the zero-derivative tests
+    elementwise.py  numpy's elementwise maths: exp, log, sin, arctan2, power, clip, maximum,
+                    ..., relu, sigmoid, and the zero-derivative ones (sign, floor, round)
     reductions.py   reductions and scans: mean, prod, var, std, max, cumsum, diff, trace, ...
     shaping.py      reshaping, joining and splitting: concatenate, stack, split, ...
     arranging.py    flips, rolls, tiles, padding, diagonals, triangles, sort, take_along_axis

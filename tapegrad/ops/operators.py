@@ -76,12 +76,15 @@ _NO_DERIVATIVE_UFUNCS = {
     np.logical_and: core.logical_and,
     np.logical_or: core.logical_or,
     np.logical_not: core.logical_not,
-    np.sign: elementwise.sign,
     np.isfinite: elementwise.isfinite,
     np.isnan: elementwise.isnan,
     np.isinf: elementwise.isinf,
 }
 BY_NUMPY.update({f: op for f, op in _NO_DERIVATIVE_UFUNCS.items() if f not in BY_NUMPY})
+# ndarray.clip(traced bounds) calls numpy's internal clip ufunc
+_CLIP_UFUNC = getattr(getattr(np, "_core", None), "umath", None)
+if _CLIP_UFUNC is not None and hasattr(_CLIP_UFUNC, "clip"):
+    BY_NUMPY.setdefault(_CLIP_UFUNC.clip, elementwise.clip)
 
 
 # ufunc methods with a tapegrad counterpart, by the counterpart's registry name (numpy's
@@ -190,6 +193,8 @@ for _name, _fn in {
     "__mul__": core.multiply,
     "__truediv__": core.divide,
     "__pow__": elementwise.power,
+    "__mod__": elementwise.mod,
+    "__floordiv__": elementwise.floor_divide,
     "__matmul__": matmul,
 }.items():
     setattr(Traced, _name, _fn)
@@ -234,6 +239,7 @@ Traced.__invert__ = _mask_op(core.logical_not)
 Traced.__neg__ = core.negative
 Traced.__pos__ = lambda self: self
 Traced.__abs__ = elementwise.abs
+Traced.__round__ = lambda self, ndigits=None: elementwise.round(self, ndigits or 0)
 Traced.__getitem__ = getitem
 Traced.__iter__ = _traced_iter
 Traced.__array_ufunc__ = _traced_array_ufunc

@@ -514,7 +514,9 @@ def average(
     avg = bind(AVERAGE, (a, weights), {"axis": axis, "keepdims": bool(keepdims)})
     if not returned:
         return avg
-    total = sum(cast(_aligned_weights(weights, shape_of(a), axis), dtype_of(avg)), axis, keepdims)
+    total = sum(
+        cast(_aligned_weights(weights, shape_of(a), axis), dtype_of(avg)), axis, keepdims=keepdims
+    )
     if shape_of(total) != shape_of(avg):
         total = broadcast_to(total, shape_of(avg))
     return avg, total
