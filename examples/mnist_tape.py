@@ -209,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--epochs", type=positive_int, default=10, help="total number of epochs")
     opt.add_argument("--seed", type=nonnegative_int, default=0)
     opt.add_argument(
+        "--no-jit",
+        action="store_true",
+        help="run each training step as Python (tg.value_and_grad, then the update) instead "
+        "of the program tg.jit compiles from it; the numbers are the same, bit for bit",
+    )
+    opt.add_argument(
         "--stop-after",
         type=positive_int,
         default=None,
@@ -388,23 +394,27 @@ class Translations:
 # ----------------------------------------------------------------------------- model
 
 
-def make_schedule(args: argparse.Namespace, steps_per_epoch: int) -> float | Callable[[int], float]:
-    """The learning rate, or a callable ``step -> lr`` (``step`` counts updates from 0)."""
+def make_schedule(args: argparse.Namespace, steps_per_epoch: int) -> float | Callable[[Any], Any]:
+    """The learning rate, or a callable ``step -> lr`` (``step`` counts updates from 0).
+
+    Schedules compute with tapegrad's ops on the step (a numpy integer, and an input of the
+    compiled training step), never with ``math`` on a Python number.
+    """
     lr = args.lr
     total = args.epochs * steps_per_epoch
     if args.schedule == "constant":
         return lr
     if args.schedule == "cosine":
 
-        def cosine(step: int) -> float:
-            return 0.5 * lr * (1.0 + math.cos(math.pi * min(step, total) / total))
+        def cosine(step: Any) -> Any:
+            return 0.5 * lr * (1.0 + tg.cos(math.pi * tg.minimum(step, total) / total))
 
         return cosine
 
     half, three_quarters = total // 2, (3 * total) // 4
 
-    def step_decay(step: int) -> float:
-        return lr * (0.1 ** ((step >= half) + (step >= three_quarters)))
+    def step_decay(step: Any) -> Any:
+        return lr * tg.where(step >= three_quarters, 0.1**2, tg.where(step >= half, 0.1, 1.0))
 
     return step_decay
 
@@ -669,6 +679,9 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
         )
 
     value_and_grad = tg.value_and_grad(make_loss(args.activation, args.l2), has_aux=True)
+    compute_gradient, apply_update = value_and_grad, opt.update
+    if not args.no_jit:  # each compiled once (and once more for a smaller last batch)
+        compute_gradient, apply_update = tg.jit(value_and_grad), tg.jit(opt.update)
     last = args.epochs if args.stop_after is None else min(args.epochs, start + args.stop_after)
     for epoch in range(start + 1, last + 1):
         t0 = time.perf_counter()
@@ -688,11 +701,11 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
             else:
                 xb = shifts.random(rows_b, shuffle_rng, mine)
             if len(xb):
-                (_, loss), grads = value_and_grad(params, xb, yb[mine])
+                (_, loss), grads = compute_gradient(params, xb, yb[mine])
             else:  # a last minibatch with fewer examples than processes
                 loss, grads = np.float32(0), tg.tree_map(np.zeros_like, params)
             loss, grads = dist.allreduce_mean((loss, grads), weight=len(xb))
-            params, opt_state = opt.update(params, grads, opt_state)
+            params, opt_state = apply_update(params, grads, opt_state)
             loss_sum += float(loss) * len(rows_b)
             if bar is not None and k % 50 == 0:
                 bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
