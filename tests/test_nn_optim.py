@@ -705,6 +705,15 @@ def test_example_same_seed_same_metrics(example, mnist_path):
     assert 0.5 < a["test_accuracy"] <= 1
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "step"])
+def test_example_compiled_steps_give_the_python_steps_numbers(example, mnist_path, schedule):
+    argv = ["--data-dir", str(mnist_path), *SMALL, "--epochs", "2", "--hidden", "32"]
+    argv += ["--schedule", schedule]
+    compiled = example.main(argv)
+    python = example.main([*argv, "--no-jit"])
+    assert without_timings(compiled) == without_timings(python)
+
+
 def test_example_without_hidden_layer(example, mnist_path):
     """Softmax regression, 1500 examples, 1 epoch: observed 0.79 to 0.82 (seeds 0 to 2).
 
