@@ -38,9 +38,17 @@ def _as(dtype, args, spec):
 
 
 def _projected(fn, kwargs, u):
-    """``<fn(*args, **kwargs), u>``: a scalar whose gradient is the full VJP with ``u`` (a tree
-    like the output: ``split`` returns a list of arrays)."""
-    return lambda *a: tree_vdot(fn(*a, **kwargs), u)
+    """``<out, u> + <out, out> / 2`` for ``out = fn(*args, **kwargs)``: a scalar whose
+    gradient is the full VJP with ``u + out`` (a tree like the output: ``split`` returns a
+    list of arrays). The quadratic term makes the cotangent reaching the op depend on the
+    inputs, so second derivatives exercise every rule with a traced cotangent (for a
+    linear op, ``<out, u>`` alone would never trace its rule)."""
+
+    def loss(*a):
+        out = fn(*a, **kwargs)
+        return tg.add(tree_vdot(out, u), tg.multiply(tree_vdot(out, out), 0.5))
+
+    return loss
 
 
 def _direction(out):
