@@ -66,12 +66,13 @@ class _Bypass(Exception):
 
 
 def _leaf_key(leaf: Any) -> tuple:
-    """How a leaf enters the signature: ``("input", shape, dtype)`` or ``("static", value)``."""
+    """How a leaf enters the signature: ``(shape, dtype)`` for an array or numpy scalar,
+    ``("float",)`` for a Python float (both inputs), ``("static", type, value)`` otherwise."""
     kind = type(leaf)
     if kind is np.ndarray or isinstance(leaf, np.generic):
         # a numpy scalar and a 0-d array are one signature: numpy treats them alike, and
         # an op on 0-d arrays returns a numpy scalar (so a step's output feeds the next)
-        return ("array", leaf.shape, leaf.dtype.str)
+        return (leaf.shape, leaf.dtype)
     if kind is float:
         return ("float",)
     if kind is Traced:
@@ -86,13 +87,28 @@ def _leaf_key(leaf: Any) -> tuple:
     return ("static", kind, leaf)
 
 
-def _structure(tree: Any) -> Any:
-    """A hashable description of ``tree``'s containers (leaves left out)."""
-    if isinstance(tree, dict):
-        return (type(tree), tuple((k, _structure(v)) for k, v in tree.items()))
-    if isinstance(tree, (list, tuple)):
-        return (type(tree), tuple(_structure(v) for v in tree))
-    return None
+def _signature(node: Any, inputs: list) -> Any:
+    """A hashable description of ``node``: its containers and each leaf's :func:`_leaf_key`.
+
+    The input leaves are appended to ``inputs`` in the order :func:`tree_flatten` gives.
+    This runs on every call of a jitted function, so the common types come first.
+    """
+    kind = type(node)
+    if kind is np.ndarray:
+        inputs.append(node)
+        return (node.shape, node.dtype)
+    if kind is dict:
+        return (dict, tuple(node), tuple([_signature(v, inputs) for v in node.values()]))
+    if kind is list or kind is tuple:
+        return (kind, tuple([_signature(v, inputs) for v in node]))
+    if isinstance(node, dict):
+        return (kind, tuple(node), tuple([_signature(v, inputs) for v in node.values()]))
+    if isinstance(node, (list, tuple)):
+        return (kind, tuple([_signature(v, inputs) for v in node]))
+    key = _leaf_key(node)
+    if key[0] != "static":
+        inputs.append(node)
+    return key
 
 
 class Jitted:
@@ -124,13 +140,11 @@ class Jitted:
         except TypeError as e:
             raise TypeError(f"tg.jit: static arguments must be hashable ({e})") from None
         dynamic = (
-            [a for k, a in enumerate(args) if k not in static_pos],
+            [a for k, a in enumerate(args) if k not in static_pos] if static_pos else list(args),
             {k: v for k, v in sorted(kwargs.items()) if k not in self.static_argnames},
         )
-        leaves, _ = tree_flatten(dynamic)
-        keys = tuple(_leaf_key(leaf) for leaf in leaves)
-        inputs = [leaf for leaf, key in zip(leaves, keys, strict=True) if key[0] != "static"]
-        return (nargs, static, _structure(dynamic), keys), inputs, dynamic
+        inputs: list = []
+        return (nargs, static, _signature(dynamic, inputs)), inputs, dynamic
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
