@@ -136,10 +136,13 @@ def key(seed: int | ArrayLike) -> ArrayLike:
     hashes the seed), so nearby seeds give unrelated keys. Under ``tg.jit`` a numpy
     integer seed is an input of the program: a new seed makes a new key.
 
-    Example::
-
-        >>> tg.random.key(0).dtype, tg.random.key(0).shape
-        (dtype('uint64'), (2,))
+    >>> import numpy as np
+    >>> import tapegrad.random as tgr
+    >>> k = tgr.key(0)
+    >>> k.dtype, k.shape
+    (dtype('uint64'), (2,))
+    >>> bool(np.all(tgr.uniform(k, 3) == np.random.Generator(np.random.Philox(0)).random(3)))
+    True
     """
     if type(seed) is not Traced:
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
@@ -188,8 +191,9 @@ def fold_in(key: ArrayLike, data: int | ArrayLike) -> ArrayLike:
     """A new key from ``key`` and an integer ``data`` (a step, a layer's index, a rank).
 
     ``fold_in(key, i)`` for ``i = 0, 1, 2, ...`` gives independent keys without carrying
-    split keys around. ``data`` is taken modulo ``2**64``; under ``tg.jit`` a numpy integer
-    ``data`` is an input of the program.
+    split keys around. ``data`` is taken modulo ``2**64``. Under ``tg.jit`` pass a numpy
+    integer (``np.int64(step)``): it is an input of the program, whereas a Python int is
+    part of the signature and each new value compiles a new program.
     """
     _check_key(key, "fold_in")
     if type(data) is Traced or isinstance(data, (np.ndarray, np.generic)):
