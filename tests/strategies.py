@@ -7,13 +7,24 @@ options) but draws fresh array values: the same op on new values of the same sha
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tapegrad.ops.registry import Interval
+
+# The registry's properties run for every op (about 200), so each draws few examples in CI;
+# HYPOTHESIS_PROFILE=dev draws five times as many, fresh each run.
+_SCALE = 5 if os.environ.get("HYPOTHESIS_PROFILE") == "dev" else 1
+
+
+def per_op(examples: int) -> Any:
+    """Hypothesis settings for a property checked once per registered op."""
+    return settings(max_examples=examples * _SCALE)
 
 
 def _elements(interval: Interval) -> st.SearchStrategy:

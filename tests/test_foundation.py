@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import draw_case, redraw
+from strategies import draw_case, per_op, redraw
 
 import tapegrad as tg
 from tapegrad.derivatives import tree_vdot
@@ -150,6 +150,7 @@ def _gradient_vector(spec, args, kwargs, u):
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
+@per_op(8)
 @given(data=st.data())
 def test_a_recorded_backward_pass_replays_on_new_inputs(name, data):
     spec = REGISTRY[name]

@@ -11,9 +11,9 @@ import weakref
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from strategies import draw_case
+from strategies import draw_case, per_op
 from test_foundation import _gradient_vector
 
 import tapegrad as tg
@@ -78,7 +78,7 @@ def test_grad_of_grad_under_jit():
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
-@settings(max_examples=10)
+@per_op(4)
 @given(data=st.data())
 def test_every_registered_op_and_its_gradient_compile_bitwise(name, data):
     spec = REGISTRY[name]

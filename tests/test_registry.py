@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from strategies import draw_case
+from strategies import draw_case, per_op
 
 import tapegrad as tg
 from tapegrad.derivatives import tree_vdot
@@ -70,6 +70,7 @@ def _diff_fn(spec, args, fn, kwargs, u):
 
 
 @pytest.mark.parametrize("name", WITH_NUMPY)
+@per_op(15)
 @given(data=st.data())
 def test_values_match_numpy(name, data):
     spec = REGISTRY[name]
@@ -84,7 +85,7 @@ def test_values_match_numpy(name, data):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=30)
+@per_op(12)
 @given(data=st.data())
 def test_gradients_match_finite_differences(name, data):
     spec = REGISTRY[name]
@@ -114,7 +115,7 @@ def _ways_in(spec):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=20)
+@per_op(6)
 @given(data=st.data())
 def test_every_way_in_gives_the_same_value_and_gradient(name, data):
     spec = REGISTRY[name]
@@ -134,7 +135,7 @@ def test_every_way_in_gives_the_same_value_and_gradient(name, data):
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if REGISTRY[n].float32])
-@settings(max_examples=10)
+@per_op(4)
 @given(data=st.data())
 def test_float32_in_float32_out(name, data):
     spec = REGISTRY[name]
