@@ -16,7 +16,7 @@ Quick use::
     g = tg.grad(lambda p: tg.sum(p["w"] ** 2))({"w": np.ones(3)})
 """
 
-from tapegrad import checkpoint, datasets, distributed, mnist, nn, optim, pytree, testing
+from tapegrad import checkpoint, datasets, distributed, mnist, nn, optim, pytree, random, testing
 from tapegrad import ops as _ops
 from tapegrad.custom import defvjp, primitive
 from tapegrad.debug import debug_nans
@@ -57,6 +57,7 @@ __all__ = [
     "optim",
     "primitive",
     "pytree",
+    "random",
     "stop_gradient",
     "testing",
     "tree_leaves",

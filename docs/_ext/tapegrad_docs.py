@@ -35,7 +35,17 @@ import tapegrad as tg
 logger = logging.getLogger(__name__)
 
 #: Modules whose ``__all__`` the API reference must cover.
-API_MODULES = ("tapegrad", "nn", "optim", "mnist", "datasets", "checkpoint", "testing", "pytree")
+API_MODULES = (
+    "tapegrad",
+    "nn",
+    "optim",
+    "random",
+    "mnist",
+    "datasets",
+    "checkpoint",
+    "testing",
+    "pytree",
+)
 
 
 # ------------------------------------------------------------------------ generated files
