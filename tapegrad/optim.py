@@ -164,10 +164,28 @@ class Optimizer:
 
 
 def _apply(p: Any, u: Any) -> Any:
-    """``p + u`` in ``p``'s dtype."""
+    """``p + u`` in ``p``'s dtype; ``u`` is an update the rule has just made."""
     if dtype_of(u) != dtype_of(p):
         u = ops.cast(u, dtype_of(p))
-    return ops.add(p, u)
+    return _add_to_fresh(u, p)
+
+
+def _add_to_fresh(fresh: Any, other: Any) -> Any:
+    """``fresh + other``, where ``fresh`` is an array the caller has just made.
+
+    On plain arrays of one shape and dtype the sum is written into ``fresh``: an eager
+    update then allocates one array a leaf, not two (a compiled step gets the same from
+    the compiler's ``out=``). The floats are those of ``ops.add``: addition commutes.
+    """
+    if (
+        type(fresh) is np.ndarray
+        and type(other) is np.ndarray
+        and fresh.shape == other.shape
+        and fresh.dtype == other.dtype
+        and fresh.ndim
+    ):
+        return np.add(fresh, other, out=fresh)
+    return ops.add(fresh, other)
 
 
 def _optimizer(init: Callable[[Any], Any], step: Callable[..., tuple[Any, Any]]) -> Optimizer:
@@ -468,7 +486,7 @@ def _heavy_ball(
 
         def leaf(p: Any, g: Any, v: Any, d: bool) -> tuple:
             g = _l2(g, p, d, wd)
-            v = ops.add(ops.multiply(v, mu), g)
+            v = _add_to_fresh(ops.multiply(v, mu), g)
             direction = ops.add(g, ops.multiply(v, mu)) if nesterov else v
             u = ops.multiply(direction, _in_dtype(rate, p))
             return (_apply(p, u) if apply else u), v
@@ -533,8 +551,8 @@ def _adam(
         def leaf(p: Any, g: Any, m: Any, s: Any, d: bool) -> tuple:
             if not decoupled:
                 g = _l2(g, p, d, wd)
-            m = ops.add(ops.multiply(m, b1), ops.multiply(g, 1.0 - b1))
-            s = ops.add(ops.multiply(s, b2), ops.multiply(ops.multiply(g, g), 1.0 - b2))
+            m = _add_to_fresh(ops.multiply(m, b1), ops.multiply(g, 1.0 - b1))
+            s = _add_to_fresh(ops.multiply(s, b2), ops.multiply(ops.multiply(g, g), 1.0 - b2))
             denom = ops.add(ops.divide(ops.sqrt(s), _in_dtype(root, p)), eps)
             u = ops.multiply(ops.divide(m, denom), _in_dtype(scale, p))
             if decoupled and d:

@@ -74,6 +74,11 @@ def tree_flatten(tree: PyTree) -> tuple[list, PyTree]:
 
 
 def _build(node: PyTree, it: Iterator) -> PyTree:
+    kind = type(node)  # exact types first: the common trees take no isinstance call
+    if kind is dict:
+        return {k: _build(v, it) for k, v in node.items()}
+    if kind is list:
+        return [_build(v, it) for v in node]
     if isinstance(node, dict):
         return _rebuild(node, [_build(v, it) for v in node.values()])
     if isinstance(node, (list, tuple)):
@@ -126,6 +131,11 @@ def _map1(fn: Callable[..., Any], node: PyTree) -> PyTree:
 
 # ``path`` is a chain of (parent, key) pairs, formatted only if an error needs it.
 def _map(fn: Callable[..., Any], node: PyTree, others: tuple, path: tuple) -> PyTree:
+    kind = type(node)  # exact types first, as in _map2
+    if kind is dict and all(type(o) is dict and o.keys() == node.keys() for o in others):
+        return {k: _map(fn, v, tuple(o[k] for o in others), (path, k)) for k, v in node.items()}
+    if kind is list and all(type(o) is list and len(o) == len(node) for o in others):
+        return [_map(fn, v, tuple(o[i] for o in others), (path, i)) for i, v in enumerate(node)]
     if isinstance(node, dict):
         for o in others:
             if not isinstance(o, dict) or o.keys() != node.keys():
