@@ -18,6 +18,7 @@ Run from the repository root::
 
     python benchmarks/compare_revisions.py HEAD~3          # 15 rounds
     python benchmarks/compare_revisions.py v0.1 --rounds 25
+    python benchmarks/compare_revisions.py 1174105 --against 6473911   # two revisions
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def import_revision(rev: str, into: Path) -> ModuleType:
     archive = subprocess.run(
         ["git", "archive", rev, "tapegrad"], cwd=REPO, capture_output=True, check=True
     ).stdout
+    into.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     (into / "tapegrad").rename(into / name)
@@ -115,15 +117,19 @@ def timed(fn: Callable[[], object], target: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("rev", help="the revision to compare the working tree with (e.g. HEAD~3)")
+    ap.add_argument("--against", help="compare with this revision instead of the working tree")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--target-ms", type=float, default=100.0)
     args = ap.parse_args()
 
-    import tapegrad as new
-
     with tempfile.TemporaryDirectory() as tmp:
-        old = import_revision(args.rev, Path(tmp))
-        versions = {args.rev: old, "working tree": new}
+        old = import_revision(args.rev, Path(tmp) / "a")
+        if args.against:
+            new = import_revision(args.against, Path(tmp) / "b")
+        else:
+            import tapegrad as new
+        label = args.against or "working tree"
+        versions = {args.rev: old, label: new}
         workloads = {"op chain": op_chain}
         for batch in (32, 128, 512):
             workloads[f"mlp step {batch}"] = lambda tg, b=batch: mlp_step(tg, b)
@@ -138,10 +144,10 @@ def main() -> None:
                         times[(w, v)].append(t)
 
     print(f"{args.rounds} rounds, median seconds per call; numpy {np.__version__}, one thread")
-    print(f"{'workload':<16}{args.rev:>14}{'working tree':>14}{'ratio':>8}")
+    print(f"{'workload':<16}{args.rev:>14}{label:>14}{'ratio':>8}")
     for w in workloads:
         before = statistics.median(times[(w, args.rev)])
-        after = statistics.median(times[(w, "working tree")])
+        after = statistics.median(times[(w, label)])
         scale, unit = (1e6 / 100, "us/op") if w == "op chain" else (1e3, "ms")
         print(
             f"{w:<16}{before * scale:>11.3f} {unit:<2}{after * scale:>11.3f}   "
