@@ -107,7 +107,10 @@ def _ways_in(spec):
 
     ways = {"tapegrad": spec.function}
     if spec.numpy is not None:
-        ways["tapegrad.numpy"] = getattr(tnp, spec.name)
+        module = getattr(spec.numpy, "__module__", None) or ""
+        if module.startswith("numpy"):  # not scipy's functions
+            namespace = tnp.linalg if module == "numpy.linalg" else tnp
+            ways["tapegrad.numpy"] = getattr(namespace, spec.name)
         ways["numpy"] = spec.numpy
     if spec.method is not None:
         ways["method"] = lambda x, *a, **k: getattr(x, spec.method)(*a, **k)
