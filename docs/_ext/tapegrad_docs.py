@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -107,6 +108,9 @@ FAMILIES = {
     "products": "Products",
     "linalg": "Linear algebra (numpy.linalg)",
     "convolution": "Convolution and pooling (tapegrad.nn)",
+    "scipy.special": "Special functions (tapegrad.scipy.special)",
+    "scipy.stats": "Distributions (tapegrad.scipy.stats)",
+    "scipy.linalg": "Triangular and Cholesky solves (tapegrad.scipy.linalg)",
     "layers": "Layers (tapegrad only)",
 }
 
@@ -118,6 +122,9 @@ def _cell(text: str) -> str:
 def op_table() -> str:
     """Every op of the registry by family: its numpy name, method, derivative, convention."""
     from tapegrad.ops import REGISTRY
+
+    with contextlib.suppress(ImportError):  # scipy's ops register when scipy is there
+        import tapegrad.scipy  # noqa: F401
 
     by_family: dict[str, list] = {}
     for spec in REGISTRY.values():

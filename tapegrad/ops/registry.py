@@ -128,7 +128,8 @@ def op(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register the public op it decorates (returned unchanged) in :data:`REGISTRY`.
 
-    The family is the name of the op file (``elementwise``, ``reductions``, ...).
+    The family is the name of the op file (``elementwise``, ``reductions``, ...; the ops
+    of :mod:`tapegrad.scipy` are ``scipy.special``, ...).
     """
 
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -138,7 +139,7 @@ def op(
         REGISTRY[key] = OpSpec(
             name=key,
             function=function,
-            family=function.__module__.rsplit(".", 1)[-1],
+            family=function.__module__.removeprefix("tapegrad.ops.").removeprefix("tapegrad."),
             sample=sample,
             numpy=numpy,
             method=method,
