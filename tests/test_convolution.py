@@ -6,6 +6,7 @@ imports; the errors; and the convolution initialisers.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -16,10 +17,26 @@ from hypothesis import strategies as st
 from strategies import draw_case
 
 import tapegrad as tg
-from tapegrad.ops import REGISTRY
+from tapegrad.ops import REGISTRY, convolution
 from tapegrad.testing import check_grads
 
 nn = tg.nn
+
+#: Both ways the convolution multiplies: a batched product per kernel row over views of
+#: the column-shifted input (many taps), or one product of packed columns (few taps: the
+#: small shapes of the registry's sampler). Tests marked with PATHS run each way.
+PATHS = pytest.mark.parametrize("pack_below", [0, 10**9], ids=["kernel-rows", "packed"])
+
+
+@contextlib.contextmanager
+def _packing(pack_below):
+    saved = convolution._PACK_BELOW
+    convolution._PACK_BELOW = pack_below
+    try:
+        yield
+    finally:
+        convolution._PACK_BELOW = saved
+
 
 # ---------------------------------------------------------------------------------------
 # Direct loops: the definitions, one output pixel (or one product term) at a time
@@ -145,33 +162,54 @@ def _vjp(f, x, u):
 # Forward and VJPs against the loops, over the registry's generated configurations
 
 
+@PATHS
 @settings(max_examples=40)
 @given(data=st.data())
-def test_conv2d_and_its_vjps_match_the_loops(data):
-    (x, w, b), kwargs, _ = draw_case(data, REGISTRY["conv2d"])
-    y = nn.conv2d(x, w, b, **kwargs)
-    np.testing.assert_allclose(y, conv2d_loop(x, w, b, **kwargs), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(
-        nn.conv2d(x, w, **kwargs), conv2d_loop(x, w, **kwargs), rtol=1e-12, atol=1e-12
-    )
-    u = np.random.default_rng(0).standard_normal(y.shape)
-    dx, dw, db = tg.grad(
-        lambda x, w, b: tg.sum(nn.conv2d(x, w, b, **kwargs) * u), argnums=(0, 1, 2)
-    )(x, w, b)
-    np.testing.assert_allclose(dx, input_grad_loop(u, w, x.shape, **kwargs), atol=1e-12)
-    np.testing.assert_allclose(dw, weight_grad_loop(x, u, w.shape, **kwargs), atol=1e-12)
-    np.testing.assert_allclose(db, u.sum(axis=(0, 2, 3)), atol=1e-12)
+def test_conv2d_and_its_vjps_match_the_loops(pack_below, data):
+    with _packing(pack_below):
+        (x, w, b), kwargs, _ = draw_case(data, REGISTRY["conv2d"])
+        y = nn.conv2d(x, w, b, **kwargs)
+        np.testing.assert_allclose(y, conv2d_loop(x, w, b, **kwargs), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            nn.conv2d(x, w, **kwargs), conv2d_loop(x, w, **kwargs), rtol=1e-12, atol=1e-12
+        )
+        u = np.random.default_rng(0).standard_normal(y.shape)
+        dx, dw, db = tg.grad(
+            lambda x, w, b: tg.sum(nn.conv2d(x, w, b, **kwargs) * u), argnums=(0, 1, 2)
+        )(x, w, b)
+        np.testing.assert_allclose(dx, input_grad_loop(u, w, x.shape, **kwargs), atol=1e-12)
+        np.testing.assert_allclose(dw, weight_grad_loop(x, u, w.shape, **kwargs), atol=1e-12)
+        np.testing.assert_allclose(db, u.sum(axis=(0, 2, 3)), atol=1e-12)
 
 
+@PATHS
 @settings(max_examples=30)
 @given(data=st.data())
-def test_the_vjp_primitives_match_the_loops(data):
-    (g, w, x_shape), kwargs, _ = draw_case(data, REGISTRY["conv2d_input_grad"])
-    got = nn.conv2d_input_grad(g, w, x_shape, **kwargs)
-    np.testing.assert_allclose(got, input_grad_loop(g, w, x_shape, **kwargs), atol=1e-12)
-    (x, g, w_shape), kwargs, _ = draw_case(data, REGISTRY["conv2d_weight_grad"])
-    got = nn.conv2d_weight_grad(x, g, w_shape, **kwargs)
-    np.testing.assert_allclose(got, weight_grad_loop(x, g, w_shape, **kwargs), atol=1e-12)
+def test_the_vjp_primitives_match_the_loops(pack_below, data):
+    with _packing(pack_below):
+        (g, w, x_shape), kwargs, _ = draw_case(data, REGISTRY["conv2d_input_grad"])
+        got = nn.conv2d_input_grad(g, w, x_shape, **kwargs)
+        np.testing.assert_allclose(got, input_grad_loop(g, w, x_shape, **kwargs), atol=1e-12)
+        (x, g, w_shape), kwargs, _ = draw_case(data, REGISTRY["conv2d_weight_grad"])
+        got = nn.conv2d_weight_grad(x, g, w_shape, **kwargs)
+        np.testing.assert_allclose(got, weight_grad_loop(x, g, w_shape, **kwargs), atol=1e-12)
+
+
+def test_many_taps_multiply_by_kernel_rows_and_few_taps_packed():
+    pads, one = ((2, 2), (2, 2)), (1, 1)
+    first = convolution._taps(np.ones((2, 1, 8, 8)), (5, 5), one, pads, one, 1)  # kw C = 5
+    second = convolution._taps(np.ones((2, 32, 8, 8)), (5, 5), one, pads, one, 1)  # 160
+    assert convolution._packed(first) and not convolution._packed(second)
+    assert not second.flags.owndata  # views of the column-shifted copy, no im2col
+    rng = np.random.default_rng(8)  # kw C/groups = 36 taps: the kernel rows, as they come
+    x, w, b = rng.standard_normal((2, 12, 6, 5)), rng.standard_normal((4, 12, 3, 3)), np.ones(4)
+    kwargs = {"stride": (1, 2), "padding": "valid", "dilation": (2, 1)}
+    y = nn.conv2d(x, w, b, **kwargs)
+    np.testing.assert_allclose(y, conv2d_loop(x, w, b, **kwargs), rtol=1e-12, atol=1e-12)
+    u = rng.standard_normal(y.shape)
+    dx, dw = tg.grad(lambda x, w: tg.sum(nn.conv2d(x, w, b, **kwargs) * u), argnums=(0, 1))(x, w)
+    np.testing.assert_allclose(dx, input_grad_loop(u, w, x.shape, **kwargs), atol=1e-12)
+    np.testing.assert_allclose(dw, weight_grad_loop(x, u, w.shape, **kwargs), atol=1e-12)
 
 
 @settings(max_examples=30)
@@ -256,6 +294,7 @@ def test_max_pool_ties_under_grad_of_grad_and_a_replayed_tape():
 # Second order: grad of grad, Hessian-vector products, forward mode
 
 
+@PATHS
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -264,87 +303,102 @@ def test_max_pool_ties_under_grad_of_grad_and_a_replayed_tape():
         {"stride": 2, "padding": 1, "groups": 2},
     ],
 )
-def test_conv2d_second_derivatives_match_finite_differences(kwargs):
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 2, 5, 4))
-    w = rng.standard_normal((2, 2 // kwargs.get("groups", 1), 3, 2))
-    b = rng.standard_normal(2)
+def test_conv2d_second_derivatives_match_finite_differences(pack_below, kwargs):
+    with _packing(pack_below):
+        rng = np.random.default_rng(1)
+        x = rng.standard_normal((2, 2, 5, 4))
+        w = rng.standard_normal((2, 2 // kwargs.get("groups", 1), 3, 2))
+        b = rng.standard_normal(2)
 
-    def f(x, w, b):
-        y = nn.conv2d(x, w, b, **kwargs)
-        return tg.sum(tg.tanh(y) * y)  # not quadratic: every second derivative is traced
+        def f(x, w, b):
+            y = nn.conv2d(x, w, b, **kwargs)
+            return tg.sum(tg.tanh(y) * y)  # not quadratic: every second derivative is traced
 
-    check_grads(f, (x, w, b), argnums=(0, 1, 2), order=2)
-    # the constant-input case of a CNN's first layer: x data, w differentiated twice
-    check_grads(lambda w: f(x, w, b), (w,), order=2)
-
-
-def test_grad_of_grad_of_the_vjp_primitives():
-    rng = np.random.default_rng(2)
-    kw = {"stride": 2, "padding": 1, "dilation": 1, "groups": 1}
-    g, w = rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((2, 3, 2, 2))
-    x = rng.standard_normal((1, 3, 5, 5))
-    check_grads(
-        lambda g, w: tg.sum(tg.sin(nn.conv2d_input_grad(g, w, x.shape, **kw))), (g, w), (0, 1), 2
-    )
-    check_grads(
-        lambda x, g: tg.sum(tg.sin(nn.conv2d_weight_grad(x, g, w.shape, **kw))), (x, g), (0, 1), 2
-    )
+        check_grads(f, (x, w, b), argnums=(0, 1, 2), order=2)
+        # the constant-input case of a CNN's first layer: x data, w differentiated twice
+        check_grads(lambda w: f(x, w, b), (w,), order=2)
 
 
-def test_forward_mode_and_hvp_through_conv2d():
-    rng = np.random.default_rng(3)
-    x, w = rng.standard_normal((1, 2, 4, 4)), rng.standard_normal((3, 2, 3, 3))
-    tx, tw = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
-    _, ty = tg.jvp(lambda x, w: nn.conv2d(x, w, padding=1), (x, w), (tx, tw))
-    # bilinear: the tangent is conv(tx, w) + conv(x, tw)
-    want = conv2d_loop(tx, w, padding=1) + conv2d_loop(x, tw, padding=1)
-    np.testing.assert_allclose(ty, want, atol=1e-12)
+@PATHS
+def test_grad_of_grad_of_the_vjp_primitives(pack_below):
+    with _packing(pack_below):
+        rng = np.random.default_rng(2)
+        kw = {"stride": 2, "padding": 1, "dilation": 1, "groups": 1}
+        g, w = rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((2, 3, 2, 2))
+        x = rng.standard_normal((1, 3, 5, 5))
+        check_grads(
+            lambda g, w: tg.sum(tg.sin(nn.conv2d_input_grad(g, w, x.shape, **kw))),
+            (g, w),
+            (0, 1),
+            2,
+        )
+        check_grads(
+            lambda x, g: tg.sum(tg.sin(nn.conv2d_weight_grad(x, g, w.shape, **kw))),
+            (x, g),
+            (0, 1),
+            2,
+        )
 
-    def f(w):
-        return tg.sum(nn.conv2d(x, w, padding=1) ** 3)
 
-    hv = tg.hvp(f, (w,), (tw,))[0]
-    eps = 1e-6
-    fd = (tg.grad(f)(w + eps * tw) - tg.grad(f)(w - eps * tw)) / (2 * eps)
-    np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-6)
+@PATHS
+def test_forward_mode_and_hvp_through_conv2d(pack_below):
+    with _packing(pack_below):
+        rng = np.random.default_rng(3)
+        x, w = rng.standard_normal((1, 2, 4, 4)), rng.standard_normal((3, 2, 3, 3))
+        tx, tw = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
+        _, ty = tg.jvp(lambda x, w: nn.conv2d(x, w, padding=1), (x, w), (tx, tw))
+        # bilinear: the tangent is conv(tx, w) + conv(x, tw)
+        want = conv2d_loop(tx, w, padding=1) + conv2d_loop(x, tw, padding=1)
+        np.testing.assert_allclose(ty, want, atol=1e-12)
+
+        def f(w):
+            return tg.sum(nn.conv2d(x, w, padding=1) ** 3)
+
+        hv = tg.hvp(f, (w,), (tw,))[0]
+        eps = 1e-6
+        fd = (tg.grad(f)(w + eps * tw) - tg.grad(f)(w - eps * tw)) / (2 * eps)
+        np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-6)
 
 
-def test_a_constant_input_keeps_the_columns_and_gives_the_same_floats_as_the_op():
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((3, 4, 6, 6)).astype(np.float32)
-    w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
-    u = rng.standard_normal((3, 5, 6, 6)).astype(np.float32)
-    # grad: the forward's columns give dW; jit: the recorded conv2d_weight_grad recomputes them
-    step = tg.grad(lambda w: tg.sum(nn.conv2d(x, w, padding=1) * u))
-    np.testing.assert_array_equal(step(w), tg.jit(step)(w))
-    np.testing.assert_array_equal(step(w), nn.conv2d_weight_grad(x, u, w.shape, padding=1))
+@PATHS
+def test_a_constant_input_keeps_the_taps_and_gives_the_same_floats_as_the_op(pack_below):
+    with _packing(pack_below):
+        rng = np.random.default_rng(4)
+        x = rng.standard_normal((3, 4, 6, 6)).astype(np.float32)
+        w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+        u = rng.standard_normal((3, 5, 6, 6)).astype(np.float32)
+        # grad: the forward's taps give dW; jit: the recorded conv2d_weight_grad recomputes them
+        step = tg.grad(lambda w: tg.sum(nn.conv2d(x, w, padding=1) * u))
+        np.testing.assert_array_equal(step(w), tg.jit(step)(w))
+        np.testing.assert_array_equal(step(w), nn.conv2d_weight_grad(x, u, w.shape, padding=1))
 
 
 # ---------------------------------------------------------------------------------------
 # dtypes, records, shapes
 
 
+@PATHS
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dtype_is_kept_by_every_op_and_gradient(dtype):
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 2, 6, 6)).astype(dtype)
-    w = rng.standard_normal((3, 2, 3, 3)).astype(dtype)
-    b = rng.standard_normal(3).astype(dtype)
-    x1, w1 = x[:, :, 0], w[:, :, 0]
+def test_dtype_is_kept_by_every_op_and_gradient(pack_below, dtype):
+    with _packing(pack_below):
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal((2, 2, 6, 6)).astype(dtype)
+        w = rng.standard_normal((3, 2, 3, 3)).astype(dtype)
+        b = rng.standard_normal(3).astype(dtype)
+        x1, w1 = x[:, :, 0], w[:, :, 0]
 
-    def loss(x, w, b, x1, w1):
-        y = nn.max_pool2d(nn.conv2d(x, w, b, padding="same"), 2)
-        z = nn.avg_pool2d(y, 2, stride=1, padding=1)
-        return tg.sum(nn.flatten(z)) + tg.sum(nn.conv1d(x1, w1, b, padding=1))
+        def loss(x, w, b, x1, w1):
+            y = nn.max_pool2d(nn.conv2d(x, w, b, padding="same"), 2)
+            z = nn.avg_pool2d(y, 2, stride=1, padding=1)
+            return tg.sum(nn.flatten(z)) + tg.sum(nn.conv1d(x1, w1, b, padding=1))
 
-    assert nn.conv2d(x, w, b).dtype == dtype
-    assert nn.conv1d(x1, w1, b).dtype == dtype
-    assert nn.max_pool2d(x, 2).dtype == dtype and nn.avg_pool2d(x, 3, 1, 1).dtype == dtype
-    grads = tg.grad(loss, argnums=(0, 1, 2, 3, 4))(x, w, b, x1, w1)
-    assert [g.dtype for g in grads] == [np.dtype(dtype)] * 5
-    assert nn.conv2d_input_grad(np.ones((2, 3, 4, 4), dtype), w, x.shape).dtype == dtype
-    assert nn.conv2d_weight_grad(x, np.ones((2, 3, 4, 4), dtype), w.shape).dtype == dtype
+        assert nn.conv2d(x, w, b).dtype == dtype
+        assert nn.conv1d(x1, w1, b).dtype == dtype
+        assert nn.max_pool2d(x, 2).dtype == dtype and nn.avg_pool2d(x, 3, 1, 1).dtype == dtype
+        grads = tg.grad(loss, argnums=(0, 1, 2, 3, 4))(x, w, b, x1, w1)
+        assert [g.dtype for g in grads] == [np.dtype(dtype)] * 5
+        assert nn.conv2d_input_grad(np.ones((2, 3, 4, 4), dtype), w, x.shape).dtype == dtype
+        assert nn.conv2d_weight_grad(x, np.ones((2, 3, 4, 4), dtype), w.shape).dtype == dtype
 
 
 def test_one_record_per_convolution_and_flatten_shapes():
@@ -442,85 +496,94 @@ def test_errors(call, match):
 # Against PyTorch, when it imports (never a dependency)
 
 
-def test_against_pytorch_over_random_configurations():
-    torch = pytest.importorskip("torch")
-    functional = torch.nn.functional
-    rng = np.random.default_rng(6)
+@PATHS
+def test_against_pytorch_over_random_configurations(pack_below):
+    with _packing(pack_below):
+        torch = pytest.importorskip("torch")
+        functional = torch.nn.functional
+        rng = np.random.default_rng(6)
 
-    def leaf(a):
-        return torch.tensor(a, requires_grad=True)
+        def leaf(a):
+            return torch.tensor(a, requires_grad=True)
 
-    for _ in range(40):
-        groups = int(rng.choice([1, 2, 3]))
-        cg, og = int(rng.integers(1, 3)), int(rng.integers(1, 3))
-        kh, kw = (int(k) for k in rng.integers(1, 5, 2))
-        dil = tuple(int(d) for d in rng.integers(1, 3, 2))
-        stride = tuple(int(s) for s in rng.integers(1, 3, 2))
-        padding = [0, 1, (1, 2), "valid", "same"][int(rng.integers(0, 5))]
-        if padding == "same":
-            stride = (1, 1)
-        h, w_ = (
-            int(rng.integers(dil[0] * (kh - 1) + 1, 9)),
-            int(rng.integers(dil[1] * (kw - 1) + 1, 9)),
-        )
-        x = rng.standard_normal((2, groups * cg, h, w_))
-        w = rng.standard_normal((groups * og, cg, kh, kw))
-        b = rng.standard_normal(groups * og)
-        kwargs = {"stride": stride, "padding": padding, "dilation": dil, "groups": groups}
-        y = nn.conv2d(x, w, b, **kwargs)
-        xt, wt, bt = leaf(x), leaf(w), leaf(b)
-        with warnings.catch_warnings():  # PyTorch's note that 'same' with an even kernel copies
-            warnings.simplefilter("ignore", UserWarning)
-            yt = functional.conv2d(xt, wt, bt, **kwargs)
-        np.testing.assert_allclose(y, yt.detach().numpy(), atol=1e-12)
-        u = rng.standard_normal(y.shape)
-        yt.backward(torch.tensor(u))
-        got = tg.grad(
-            lambda x, w, b, kw=kwargs, u=u: tg.sum(nn.conv2d(x, w, b, **kw) * u), argnums=(0, 1, 2)
-        )(x, w, b)
-        for a, t in zip(got, (xt, wt, bt), strict=True):
-            np.testing.assert_allclose(a, t.grad.numpy(), atol=1e-12)
-
-    for _ in range(40):
-        kernel = tuple(int(k) for k in rng.integers(1, 4, 2))
-        stride = [None, 1, 2, (1, 2)][int(rng.integers(0, 4))]
-        padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
-        shape = (2, 2, int(rng.integers(max(1, kernel[0] - 2 * padding[0]), 8)), 7)
-        x = rng.integers(-2, 3, shape).astype(float)  # many ties
-        for ours, theirs in (
-            (nn.max_pool2d, functional.max_pool2d),
-            (nn.avg_pool2d, functional.avg_pool2d),
-        ):
-            y = ours(x, kernel, stride, padding)
-            xt = leaf(x)
-            yt = theirs(xt, kernel, stride, padding)
-            np.testing.assert_allclose(y, yt.detach().numpy(), atol=1e-14)
+        for _ in range(40):
+            groups = int(rng.choice([1, 2, 3]))
+            cg, og = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+            kh, kw = (int(k) for k in rng.integers(1, 5, 2))
+            dil = tuple(int(d) for d in rng.integers(1, 3, 2))
+            stride = tuple(int(s) for s in rng.integers(1, 3, 2))
+            padding = [0, 1, (1, 2), "valid", "same"][int(rng.integers(0, 5))]
+            if padding == "same":
+                stride = (1, 1)
+            h, w_ = (
+                int(rng.integers(dil[0] * (kh - 1) + 1, 9)),
+                int(rng.integers(dil[1] * (kw - 1) + 1, 9)),
+            )
+            x = rng.standard_normal((2, groups * cg, h, w_))
+            w = rng.standard_normal((groups * og, cg, kh, kw))
+            b = rng.standard_normal(groups * og)
+            kwargs = {"stride": stride, "padding": padding, "dilation": dil, "groups": groups}
+            y = nn.conv2d(x, w, b, **kwargs)
+            xt, wt, bt = leaf(x), leaf(w), leaf(b)
+            with warnings.catch_warnings():  # PyTorch's note that 'same' with an even kernel copies
+                warnings.simplefilter("ignore", UserWarning)
+                yt = functional.conv2d(xt, wt, bt, **kwargs)
+            np.testing.assert_allclose(y, yt.detach().numpy(), atol=1e-12)
             u = rng.standard_normal(y.shape)
             yt.backward(torch.tensor(u))
-            np.testing.assert_allclose(
-                _vjp(lambda a, f=ours, args=(kernel, stride, padding): f(a, *args), x, u),
-                xt.grad.numpy(),
-                atol=1e-12,
-            )
+            got = tg.grad(
+                lambda x, w, b, kw=kwargs, u=u: tg.sum(nn.conv2d(x, w, b, **kw) * u),
+                argnums=(0, 1, 2),
+            )(x, w, b)
+            for a, t in zip(got, (xt, wt, bt), strict=True):
+                np.testing.assert_allclose(a, t.grad.numpy(), atol=1e-12)
+
+        for _ in range(40):
+            kernel = tuple(int(k) for k in rng.integers(1, 4, 2))
+            stride = [None, 1, 2, (1, 2)][int(rng.integers(0, 4))]
+            padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+            shape = (2, 2, int(rng.integers(max(1, kernel[0] - 2 * padding[0]), 8)), 7)
+            x = rng.integers(-2, 3, shape).astype(float)  # many ties
+            for ours, theirs in (
+                (nn.max_pool2d, functional.max_pool2d),
+                (nn.avg_pool2d, functional.avg_pool2d),
+            ):
+                y = ours(x, kernel, stride, padding)
+                xt = leaf(x)
+                yt = theirs(xt, kernel, stride, padding)
+                np.testing.assert_allclose(y, yt.detach().numpy(), atol=1e-14)
+                u = rng.standard_normal(y.shape)
+                yt.backward(torch.tensor(u))
+                np.testing.assert_allclose(
+                    _vjp(lambda a, f=ours, args=(kernel, stride, padding): f(a, *args), x, u),
+                    xt.grad.numpy(),
+                    atol=1e-12,
+                )
 
 
-def test_conv1d_against_pytorch():
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(7)
-    x, b = rng.standard_normal((2, 4, 9)), rng.standard_normal(6)
-    for kwargs in ({"stride": 2, "padding": 1, "dilation": 2, "groups": 2}, {"padding": "same"}):
-        w = rng.standard_normal((6, 4 // kwargs.get("groups", 1), 4))
-        xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-        yt = torch.nn.functional.conv1d(xt, wt, bt, **kwargs)
-        y = nn.conv1d(x, w, b, **kwargs)
-        np.testing.assert_allclose(y, yt.detach().numpy(), atol=1e-12)
-        u = rng.standard_normal(y.shape)
-        yt.backward(torch.tensor(u))
-        got = tg.grad(
-            lambda x, w, b, kw=kwargs, u=u: tg.sum(nn.conv1d(x, w, b, **kw) * u), argnums=(0, 1, 2)
-        )(x, w, b)
-        for a, t in zip(got, (xt, wt, bt), strict=True):
-            np.testing.assert_allclose(a, t.grad.numpy(), atol=1e-12)
+@PATHS
+def test_conv1d_against_pytorch(pack_below):
+    with _packing(pack_below):
+        torch = pytest.importorskip("torch")
+        rng = np.random.default_rng(7)
+        x, b = rng.standard_normal((2, 4, 9)), rng.standard_normal(6)
+        for kwargs in (
+            {"stride": 2, "padding": 1, "dilation": 2, "groups": 2},
+            {"padding": "same"},
+        ):
+            w = rng.standard_normal((6, 4 // kwargs.get("groups", 1), 4))
+            xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+            yt = torch.nn.functional.conv1d(xt, wt, bt, **kwargs)
+            y = nn.conv1d(x, w, b, **kwargs)
+            np.testing.assert_allclose(y, yt.detach().numpy(), atol=1e-12)
+            u = rng.standard_normal(y.shape)
+            yt.backward(torch.tensor(u))
+            got = tg.grad(
+                lambda x, w, b, kw=kwargs, u=u: tg.sum(nn.conv1d(x, w, b, **kw) * u),
+                argnums=(0, 1, 2),
+            )(x, w, b)
+            for a, t in zip(got, (xt, wt, bt), strict=True):
+                np.testing.assert_allclose(a, t.grad.numpy(), atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,15 +2,18 @@
 PyTorch's layout and meaning: ``conv2d``, ``conv1d``, ``max_pool2d``, ``avg_pool2d``.
 
 The convolution is one primitive built on ``numpy.lib.stride_tricks.sliding_window_view``
-and a matrix product: the windows of the padded input are copied once into a matrix of
-*columns* ``(groups, C/groups * kh * kw, N * Ho * Wo)`` ("im2col"), and the output is the
-weight matrix ``(groups, O/groups, C/groups * kh * kw)`` times the columns, one BLAS call
-per group (``np.matmul`` of two stacks). Its two VJPs are products of the same sizes:
+and matrix products. The padded input is copied once into ``kw`` column-shifted planes;
+the *taps* (kernel column, channel) of kernel row ``a`` over all ``M = Ho N Wo`` output
+pixels are then a block of rows of those planes, a view: the output is ``sum_a W_a
+taps_a``, one batched ``np.matmul`` over (kernel row, group), with ``W_a (groups,
+O/groups, kw C/groups)``. When a kernel row has few taps (a CNN's first layer) the rows
+are packed into one matrix of columns ``(groups, kh kw C/groups, M)`` (im2col) and
+multiplied once. Its two VJPs are products of the same sizes:
 
-- for the weight, a correlation of the input with the cotangent: ``dW = g cols^T``;
+- for the weight, a correlation of the input with the cotangent: ``dW_a = g taps_a^T``;
 - for the input, a transposed (strided, dilated) convolution of the cotangent with the
-  kernel, ``cols' = W^T g``, each column summed back onto the pixels it was read from
-  ("col2im", one vectorised add per kernel offset).
+  kernel, ``taps'_a = W_a^T g``, each tap added back onto the pixel it was read from
+  ("col2im": ``kh + kw`` vectorised adds).
 
 Each VJP is itself a primitive (:func:`conv2d_input_grad`, :func:`conv2d_weight_grad`)
 whose own VJPs are the other two of the three, so derivatives of every order are products
@@ -21,9 +24,10 @@ of the same kind::
     weight_grad(x, g):    d/dx = input_grad(g, gg)      d/dg = conv2d(x, gg)
 
 (all from one identity, ``<gg, input_grad(g, w)> = <conv2d(gg, w), g> = <w,
-weight_grad(gg, g)>``). Pooling reads windows of the same view: ``max_pool2d`` passes its
-cotangent to a recorded argmax of each window (PyTorch's tie rule: the first maximum in
-row-major order), ``avg_pool2d`` spreads it evenly over each window.
+weight_grad(gg, g)>``). Pooling reads one strided view of the padded input per kernel
+offset: ``max_pool2d`` passes its cotangent to a recorded argmax of each window
+(PyTorch's tie rule: the first maximum in row-major order), ``avg_pool2d`` spreads it
+evenly over each window.
 
 Parameters follow PyTorch: ``stride`` and ``dilation`` are an int or a pair; a convolution's
 ``padding`` is an int, a pair (the same on both sides of each axis), ``"valid"`` (none),
@@ -154,7 +158,7 @@ def _conv_params(
 
 
 # =======================================================================================
-# Windows, columns and their transpose (plain numpy, shared by the forwards)
+# Padding, taps and their transpose (plain numpy, shared by the forwards)
 
 
 def _pad(x: np.ndarray, pads: Padding, value: float = 0) -> np.ndarray:
@@ -174,65 +178,64 @@ def _crop(xp: np.ndarray, pads: Padding, size: Pair) -> np.ndarray:
     return xp[..., top : top + size[0], left : left + size[1]]
 
 
-# The matrices of a convolution. Columns are ``M = Ho * N * Wo`` output pixels, ordered
-# (output row, image, output column): a kernel row then reads a contiguous block of a
-# column-shifted copy of the input, and col2im adds contiguous blocks. Rows of the
-# columns are ``K = kh * kw * C/groups`` taps, ordered (kernel row, kernel column,
-# channel); the weight matrix is ``(groups, O/groups, K)`` with the same order.
+# The matrices of a convolution. A *tap* is one (kernel column, channel) pair of a group,
+# ``K = kw * C/groups`` of them; an output pixel is one of ``M = Ho * N * Wo``, ordered
+# (output row, image, output column). The taps of kernel row ``a`` over all output
+# pixels are then a block of ``Ho`` consecutive rows of a column-shifted copy of the
+# input, ``shifted (groups, kw, C/groups, Hp, N, Wo)``: no copy per kernel row. So the
+# convolution is ``kh`` products ``W_a (groups, O/groups, K) @ taps_a (groups, K, M)``,
+# one batched matmul over (kernel row, group), summed over the kernel rows. With few
+# taps (``K < _PACK_BELOW``: the first layer of a CNN, K = 5) such products are too thin
+# for BLAS, and the kernel rows are packed into one matrix ``(groups, kh K, M)`` instead
+# (im2col).
+
+_PACK_BELOW = 32
 
 
-def _columns(
-    x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding, dilation: Pair, groups: int
-):
-    """im2col: the windows of the padded ``x (N, C, H, W)`` as ``(groups, K, M)``.
-
-    Two copies: first ``kw`` column-shifted copies ``(kw, C, Hp, N, Wo)`` (short runs, the
-    input's size times ``kw``), then each (kernel row, kernel column, channel) row of the
-    columns is a block of ``Ho`` consecutive rows of one copy (runs of ``Ho N Wo``).
-    """
+def _taps(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding, dilation: Pair, groups: int):
+    """The windows of the padded ``x (N, C, H, W)`` as ``(kh, groups, K, M)``: taps of
+    kernel row ``a`` for every output pixel. A view of the column-shifted copy (made with
+    short runs, ``kw`` times the input's size), or with few taps a packed copy."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     xp = _pad(x, padding)
     n, c, hp, _ = xp.shape
+    cg = c // groups
     ho, wo = _output_hw(xp.shape, kernel, stride, ((0, 0), (0, 0)), dilation)
     across = sliding_window_view(xp, (kw - 1) * dw + 1, axis=3)[..., ::sw, ::dw]
-    shifted = np.empty((kw, c, hp, n, wo), xp.dtype)  # [b, c, r, n, j] = xp[n, c, r, d b + s j]
-    np.copyto(shifted, across.transpose(4, 1, 2, 0, 3))
-    down = sliding_window_view(shifted, (kh - 1) * dh + 1, axis=2)[:, :, ::sh, :, :, ::dh]
-    down = down.reshape(kw, groups, c // groups, ho, n, wo, kh)
-    cols = np.empty((groups, kh, kw, c // groups, ho, n, wo), xp.dtype)
-    np.copyto(cols, down.transpose(1, 6, 0, 2, 3, 4, 5))
-    return cols.reshape(groups, kh * kw * (c // groups), ho * n * wo)
+    across = across.reshape(n, groups, cg, hp, wo, kw).transpose(1, 5, 2, 3, 0, 4)
+    shifted = np.empty(across.shape, xp.dtype)  # [g, b, c, r, n, j] = xp[n, g c, r, d b + s j]
+    np.copyto(shifted, across)
+    down = sliding_window_view(shifted, (kh - 1) * dh + 1, axis=3)[:, :, :, ::sh, :, :, ::dh]
+    down = down.transpose(6, 0, 1, 2, 3, 4, 5)  # (kh, groups, kw, cg, Ho, N, Wo)
+    if kw * cg < _PACK_BELOW:
+        packed = np.empty((groups, kh, kw, cg, ho, n, wo), xp.dtype)
+        np.copyto(packed, down.transpose(1, 0, 2, 3, 4, 5, 6))
+        return packed.reshape(groups, kh, kw * cg, ho * n * wo).transpose(1, 0, 2, 3)
+    return down.reshape(kh, groups, kw * cg, ho * n * wo)  # a view when the stride is 1
 
 
-def _columns_transpose(
-    cols, x_shape, kernel: Pair, stride: Pair, padding: Padding, dilation: Pair, groups: int
-):
-    """col2im, the transpose of :func:`_columns`: each entry of ``cols (groups, K, M)`` added
-    onto the input pixel it was read from, as ``(N, C, H, W)``. Two passes of adds: the
-    ``kh`` kernel rows onto column-shifted planes (contiguous blocks), then the ``kw``
-    shifted planes onto the image."""
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    n, c, h, w = x_shape
-    (top, bottom), (left, right) = padding
-    hp, wp = h + top + bottom, w + left + right
-    ho, wo = _output_hw(x_shape, kernel, stride, padding, dilation)
-    cols = cols.reshape(groups, kh, kw, c // groups, ho, n, wo)
-    shifted = np.zeros((kw, groups, c // groups, hp, n, wo), cols.dtype)
-    for a in range(kh):
-        rows = slice(a * dh, a * dh + sh * (ho - 1) + 1, sh)
-        shifted[:, :, :, rows] += cols[:, a].transpose(1, 0, 2, 3, 4, 5)
-    out = np.zeros((c, hp, n, wp), cols.dtype)
-    shifted = shifted.reshape(kw, c, hp, n, wo)
-    for b in range(kw):
-        out[..., b * dw : b * dw + sw * (wo - 1) + 1 : sw] += shifted[b]
-    return np.ascontiguousarray(_crop(out.transpose(2, 0, 1, 3), padding, (h, w)))
+def _packed(taps: np.ndarray) -> bool:
+    """Whether ``taps (kh, groups, K, M)`` is the transpose of one ``(groups, kh K, M)``."""
+    return taps.transpose(1, 0, 2, 3).flags.c_contiguous
 
 
-def _weight_matrix(w: np.ndarray, groups: int) -> np.ndarray:
-    """``w (O, C/groups, kh, kw)`` as ``(groups, O/groups, K)``, taps in the columns' order."""
+def _weight_rows(w: np.ndarray, groups: int) -> np.ndarray:
+    """``w (O, C/groups, kh, kw)`` as ``(kh, groups, O/groups, K)``, taps in order."""
     o, cg, kh, kw = w.shape
-    w = w.reshape(groups, o // groups, cg, kh, kw).transpose(0, 1, 3, 4, 2)
-    return w.reshape(groups, o // groups, kh * kw * cg)
+    w = w.reshape(groups, o // groups, cg, kh, kw).transpose(3, 0, 1, 4, 2)
+    return w.reshape(kh, groups, o // groups, kw * cg)
+
+
+def _join(rows: np.ndarray) -> np.ndarray:
+    """``(kh, groups, A, B)`` as ``(groups, kh A, B)``: the kernel rows stacked."""
+    kh, groups, a, b = rows.shape
+    return rows.transpose(1, 0, 2, 3).reshape(groups, kh * a, b)
+
+
+def _join_weights(rows: np.ndarray) -> np.ndarray:
+    """``(kh, groups, O/groups, K)`` as ``(groups, O/groups, kh K)``: side by side."""
+    kh, groups, o, k = rows.shape
+    return rows.transpose(1, 2, 0, 3).reshape(groups, o, kh * k)
 
 
 def _output_matrix(g: np.ndarray, groups: int) -> np.ndarray:
@@ -242,14 +245,51 @@ def _output_matrix(g: np.ndarray, groups: int) -> np.ndarray:
     return g.reshape(groups, o // groups, ho * n * wo)
 
 
-def _weight_grad_from_columns(cols: np.ndarray, g: np.ndarray, w_shape, groups: int):
-    """``dW = g cols^T`` per group, as ``(O, C/groups, kh, kw)``."""
+def _apply(w: np.ndarray, taps: np.ndarray, groups: int) -> np.ndarray:
+    """``sum_a W_a taps_a``: the convolution as ``(groups, O/groups, M)``."""
+    rows = _weight_rows(w, groups)
+    if _packed(taps):
+        return np.matmul(_join_weights(rows), _join(taps))
+    return np.matmul(rows, taps).sum(axis=0)
+
+
+def _weight_grad_from_taps(taps: np.ndarray, g: np.ndarray, w_shape, groups: int):
+    """``dW_a = g taps_a^T`` for each kernel row, as ``(O, C/groups, kh, kw)``."""
     o, cg, kh, kw = w_shape
-    gm = _output_matrix(np.asarray(g), groups)
-    # cols (K, M) times g^T (M, O/groups): the faster orientation for OpenBLAS (M large)
-    dwt = np.matmul(cols, gm.transpose(0, 2, 1))
-    dw = dwt.reshape(groups, kh, kw, cg, o // groups).transpose(0, 4, 3, 1, 2)
-    return dw.reshape(w_shape)
+    gt = _output_matrix(np.asarray(g), groups).transpose(0, 2, 1)  # (groups, M, O/groups)
+    # taps (K, M) times g^T (M, O/groups): the faster orientation for OpenBLAS (M large)
+    if _packed(taps):
+        dw = np.matmul(_join(taps), gt).reshape(groups, kh, kw, cg, o // groups)
+    else:
+        dw = np.matmul(taps, gt).reshape(kh, groups, kw, cg, o // groups).transpose(1, 0, 2, 3, 4)
+    return dw.transpose(0, 4, 3, 1, 2).reshape(w_shape)
+
+
+def _input_grad(g: np.ndarray, w: np.ndarray, x_shape, stride, padding, dilation, groups):
+    """``W_a^T g`` for each kernel row (one product, or kh batched ones), each tap added
+    back onto the pixel it was read from (col2im): the kernel rows onto the column-shifted
+    planes (contiguous blocks), then the ``kw`` planes onto the image."""
+    _, cg, kh, kw = w.shape
+    n, c, h, wd = x_shape
+    (top, bottom), (left, right) = padding
+    (sh, sw), (dh, dw) = stride, dilation
+    hp, wp = h + top + bottom, wd + left + right
+    ho, wo = _output_hw(x_shape, (kh, kw), stride, padding, dilation)
+    rows = _weight_rows(w, groups).transpose(0, 1, 3, 2)  # (kh, groups, K, O/groups)
+    gm = _output_matrix(g, groups)
+    if kw * cg < _PACK_BELOW:  # few taps: one product of the stacked kernel rows
+        taps = np.matmul(_join(rows), gm).reshape(groups, kh, kw, cg, ho, n, wo)
+        taps = taps.transpose(1, 0, 2, 3, 4, 5, 6)
+    else:
+        taps = np.matmul(rows, gm).reshape(kh, groups, kw, cg, ho, n, wo)
+    shifted = np.zeros((groups, kw, cg, hp, n, wo), taps.dtype)
+    for a in range(kh):
+        shifted[:, :, :, a * dh : a * dh + sh * (ho - 1) + 1 : sh] += taps[a]
+    out = np.zeros((groups, cg, hp, n, wp), taps.dtype)
+    for b in range(kw):
+        out[..., b * dw : b * dw + sw * (wo - 1) + 1 : sw] += shifted[:, b]
+    out = out.reshape(c, hp, n, wp).transpose(2, 0, 1, 3)
+    return np.ascontiguousarray(_crop(out, padding, (h, wd)))
 
 
 # =======================================================================================
@@ -261,23 +301,22 @@ def _conv2d_forward(x, w, b=None, *, stride, padding, dilation, groups):
     o, _, kh, kw = w.shape
     n = x.shape[0]
     ho, wo = _output_hw(x.shape, (kh, kw), stride, padding, dilation)
-    cols = _columns(x, (kh, kw), stride, padding, dilation, groups)
-    y = np.matmul(_weight_matrix(w, groups), cols)  # (groups, O/groups, Ho N Wo)
-    y = y.reshape(o, ho, n, wo).transpose(2, 0, 1, 3)
+    taps = _taps(x, (kh, kw), stride, padding, dilation, groups)
+    y = _apply(w, taps, groups).reshape(o, ho, n, wo).transpose(2, 0, 1, 3)
     if b is None:
-        return np.ascontiguousarray(y), cols
+        return np.ascontiguousarray(y), taps
     b = np.asarray(b)
     out = np.empty(y.shape, np.result_type(y, b))
     np.add(y, b.reshape(o, 1, 1), out=out)  # the bias added while copying to (N, O, Ho, Wo)
-    return out, cols
+    return out, taps
 
 
 def _conv2d_vjp(i, g, ans, x, w, b=None, *, stride, padding, dilation, groups, saved=None):
     """d/dx: the transposed convolution ``conv2d_input_grad(g, w)``; d/dw: the correlation
     ``conv2d_weight_grad(x, g)``; d/db: ``sum(g)`` over images and pixels.
 
-    The forward keeps its columns (``saved``, present only when ``x`` and ``w`` are not
-    traced by an outer transform): with a concrete cotangent ``dW`` is then one product,
+    The forward keeps its taps (``saved``, present only when ``x`` and ``w`` are not
+    traced by an outer transform): with a concrete cotangent ``dW`` is then a product,
     the same floats :func:`conv2d_weight_grad` computes from ``x``.
     """
     params = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
@@ -285,7 +324,7 @@ def _conv2d_vjp(i, g, ans, x, w, b=None, *, stride, padding, dilation, groups, s
         return bind(CONV2D_INPUT_GRAD, (g, w), {"x_shape": shape_of(x), **params})
     if i == 1:
         if saved is not None and type(g) is not Traced:
-            return _weight_grad_from_columns(saved, g, shape_of(w), groups)
+            return _weight_grad_from_taps(saved, g, shape_of(w), groups)
         return bind(CONV2D_WEIGHT_GRAD, (x, g), {"w_shape": shape_of(w), **params})
     return sum(g, axis=(0, 2, 3))
 
@@ -295,9 +334,7 @@ CONV2D = Primitive("conv2d", _conv2d_forward, _conv2d_vjp, saves=True)
 
 def _conv2d_input_grad_forward(g, w, *, x_shape, stride, padding, dilation, groups):
     g, w = np.asarray(g), np.asarray(w)
-    wm = _weight_matrix(w, groups).transpose(0, 2, 1)
-    cols = np.matmul(wm, _output_matrix(g, groups))  # (groups, K, M): W^T g
-    return _columns_transpose(cols, x_shape, w.shape[2:], stride, padding, dilation, groups)
+    return _input_grad(g, w, x_shape, stride, padding, dilation, groups)
 
 
 def _conv2d_input_grad_vjp(i, gg, ans, g, w, *, x_shape, stride, padding, dilation, groups):
@@ -315,8 +352,8 @@ CONV2D_INPUT_GRAD = Primitive(
 
 def _conv2d_weight_grad_forward(x, g, *, w_shape, stride, padding, dilation, groups):
     x = np.asarray(x)
-    cols = _columns(x, tuple(w_shape[2:]), stride, padding, dilation, groups)
-    return _weight_grad_from_columns(cols, g, w_shape, groups)
+    taps = _taps(x, tuple(w_shape[2:]), stride, padding, dilation, groups)
+    return _weight_grad_from_taps(taps, g, w_shape, groups)
 
 
 def _conv2d_weight_grad_vjp(i, gg, ans, x, g, *, w_shape, stride, padding, dilation, groups):
@@ -431,7 +468,7 @@ def conv2d_input_grad(
 
     ``dx[n, g c, s i + d p - top, s j + d q - left] += sum_o w[o, c, p, q] g[n, o, i, j]``:
     the convolution of ``g``, dilated by the stride, with the flipped kernel. Computed as
-    ``cols = W^T g`` (one product) summed back onto the windows (col2im).
+    the products ``W_a^T g`` of each kernel row, added back onto the windows (col2im).
 
     VJP: linear in ``g``, its transpose is ``conv2d(gg, w)``; d/dw is
     ``conv2d_weight_grad(gg, g)``.
@@ -465,7 +502,7 @@ def conv2d_weight_grad(
     correlation of ``x (N, C, H, W)`` with ``g (N, O, Ho, Wo)``, of shape ``w_shape``.
 
     ``dw[o, c, p, q] = sum_{n, i, j} g[n, o, i, j] xp[n, g c, s i + d p, s j + d q]``,
-    one product ``g cols^T`` per group.
+    the products ``g taps_a^T`` of each kernel row and group.
 
     VJP: d/dx is ``conv2d_input_grad(g, gg)``; linear in ``g``, its transpose is
     ``conv2d(x, gg)``.
