@@ -124,9 +124,9 @@ def _connect() -> Any:
     if launcher is not None and comm.Get_size() != launcher[1]:
         raise RuntimeError(
             f"the launcher started {launcher[1]} processes ({launcher[0]}) but MPI reports "
-            f"{comm.Get_size()}: mpi4py is linked to another MPI library than the launcher's. "
-            "Use the mpiexec installed with it (pip install 'tapegrad[distributed]' puts "
-            "MPICH's in the environment's bin/)"
+            f"{comm.Get_size()}: the MPI library mpi4py uses cannot talk to this launcher. "
+            "Use the mpiexec of that library (pip install 'tapegrad[distributed]' puts "
+            "MPICH's in the environment's bin/); under Slurm, srun --mpi=pmi2"
         )
     if comm.Get_size() == 1:
         return None
