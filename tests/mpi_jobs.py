@@ -158,6 +158,7 @@ def job_mismatch() -> None:
         dist.broadcast({"W": np.zeros((2, 2 + r))})
     except ValueError as e:
         print(f"rank {r} broadcast: {e}", flush=True)
+    dist.barrier()  # every line above is printed before rank 1 ends the job
     # Uncaught, on rank 1 only: the exception hook must end both ranks.
     if r == 1:
         raise RuntimeError("rank 1 gives up")
