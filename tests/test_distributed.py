@@ -1,6 +1,6 @@
 """Tests of tapegrad.distributed: real 2-process MPI jobs, and the one-process fallback.
 
-The MPI tests launch ``mpiexec -n 2`` (from the ``distributed`` extra, which CI installs:
+The MPI tests launch ``mpiexec -n 2`` (once ``-n 3``; from the ``distributed`` extra, which CI installs:
 they fail rather than skip without it) on the jobs of ``tests/mpi_jobs.py`` and on
 ``examples/mnist_tape.py``, each under a hard timeout that kills the whole process group,
 so a hang fails the test instead of stalling CI.
@@ -97,24 +97,26 @@ def test_broadcast_and_allreduce_on_two_ranks():
     assert result.stdout.split() == ["ok"]  # only rank 0 prints
 
 
-@pytest.mark.parametrize("batch", [64, 63])
-def test_two_ranks_match_one_process(tmp_path, batch):
-    """100 momentum steps of a small MLP at global batch ``batch``: 2 ranks agree bit for
+@pytest.mark.parametrize(("ranks", "batch"), [(2, 64), (2, 63), (3, 64)])
+def test_ranks_match_one_process(tmp_path, ranks, batch):
+    """100 momentum steps of a small MLP at global batch ``batch``: the ranks agree bit for
     bit after every step (checked inside the job), and with 1 process to float32 round-off.
+    3 ranks on 2 cores share them; MPICH's reduction still hands each the same bits.
 
     The tolerance: the two runs differ only in the order of the float32 additions (each
     rank sums its shard of the batch, then the shards are averaged), an ulp or so per
     gradient entry, compounded over 100 steps of lr 0.1 and momentum 0.9. Observed here:
-    at most 4e-7 and 5e-7 (batches 64 and 63) on weights up to 1.2, i.e. about 4 float32
+    at most 4e-7, 5e-7 and 3e-7 (the three cases) on weights up to 1.2, i.e. about 4 float32
     ulps of the largest weight. Asserted: 1e-5 of the largest weight (about 80 ulps of it),
     room for a BLAS that blocks its sums differently. A wrong reduction is far outside:
     the control (one process on 63 of 64 examples, as a dropped example or an unweighted
     mean of unequal shards would do) moves the weights by 0.16 to 0.32 of the largest;
-    asserted above 1e-2 of it. With 63 examples the shards are 31 and 32, so the weighted
-    mean is what makes the two runs agree.
+    asserted above 1e-2 of it. With 63 examples on 2 ranks the shards are 31 and 32, with
+    64 on 3 ranks 21, 21 and 22, so the weighted mean is what makes the runs agree (an
+    unweighted one ends 0.17 away).
     """
     out = tmp_path / "params.npz"
-    check_ok(mpirun(str(JOBS), "train", "100", str(batch), str(out)))
+    check_ok(mpirun(str(JOBS), "train", "100", str(batch), str(out), n=ranks))
     two, _ = tg.checkpoint.load(out)
     one = mpi_jobs.train(100, batch)
     scale = max(float(np.max(np.abs(leaf))) for leaf in tg.tree_leaves(one))
