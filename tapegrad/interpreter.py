@@ -44,13 +44,13 @@ def backward(tape: Tape, seeds: dict[int, Any], consume: bool = False) -> dict[i
             continue
         if type(g) is IndexedCotangent:
             g = g.dense()
-        vjp, args, params = rec.primitive.vjp, rec.args, rec.params
+        vjp, args, params, ans = rec.primitive.vjp, rec.args, rec.params, rec.ans
         if rec.saved is not None:
             params = {**params, "saved": rec.saved}
         for i, parent in enumerate(rec.parents):
-            if parent is None or parent in skip:
+            if parent is None or (skip and parent in skip):
                 continue
-            ct = vjp(i, g, rec.ans, *args, **params)  # 2. ask the rule
+            ct = vjp(i, g, ans, *args, **params)  # 2. ask the rule
             if ct is None:
                 continue
             if debug:
@@ -85,7 +85,7 @@ def accumulate(cts: dict[int, Any], owned: set[int], node: int, ct: Any) -> None
     outer tape records the sum.
     """
     prev = cts.get(node)
-    if prev is None:
+    if prev is None:  # the first contribution, kept as it is
         cts[node] = ct
         return
     if type(prev) is IndexedCotangent:

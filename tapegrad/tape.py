@@ -403,6 +403,9 @@ def _format_record(r: Record) -> str:
 ) = (Record.__dict__[f.name].__set__ for f in attrs.fields(Record))
 
 
+_object_new = object.__new__
+
+
 def _new_record(
     prim: Primitive, args: tuple, params: dict, parents: tuple, out: int, ans: Any, saved: Any
 ) -> Record:
@@ -535,7 +538,16 @@ def bind(prim: Primitive, args: tuple, params: dict = NO_PARAMS) -> Any:
         if kind == "c":
             raise _complex_error(prim, raw)
         top.nondiff.add(node)
-    top.records.append(_new_record(prim, raw, params, parents, node, ans, saved))
+    # The record, built slot by slot (see _new_record), inlined: this runs for every op.
+    rec = _object_new(Record)
+    _set_primitive(rec, prim)
+    _set_args(rec, raw)
+    _set_params(rec, params)
+    _set_parents(rec, parents)
+    _set_out(rec, node)
+    _set_ans(rec, ans)
+    _set_saved(rec, saved)
+    top.records.append(rec)
     return Traced(ans, top, node)
 
 

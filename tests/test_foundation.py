@@ -103,6 +103,13 @@ def test_index_arrays_are_record_arguments_not_parameters():
     ]
 
 
+def test_one_cotangent_returned_for_two_parents_is_added_twice():
+    # add's rule returns g itself for both of x + x: accumulation must not take the second
+    # arrival of the same object for the first
+    for f, want in ((lambda x: x + x, 2.0), (lambda x: x - (-x), 2.0), (lambda x: x * x, 2.0)):
+        assert tg.grad(lambda x, f=f: tg.sum(f(x)))(np.ones(3)).tolist() == [want] * 3
+
+
 # ---------------------------------------------------------------------------------------
 # NaN hunting names the rule
 
