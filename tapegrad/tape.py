@@ -406,21 +406,6 @@ def _format_record(r: Record) -> str:
 _object_new = object.__new__
 
 
-def _new_record(
-    prim: Primitive, args: tuple, params: dict, parents: tuple, out: int, ans: Any, saved: Any
-) -> Record:
-    """``Record(prim, args, params, parents, out, ans, saved)``, without attrs' detour."""
-    rec = object.__new__(Record)
-    _set_primitive(rec, prim)
-    _set_args(rec, args)
-    _set_params(rec, params)
-    _set_parents(rec, parents)
-    _set_out(rec, out)
-    _set_ans(rec, ans)
-    _set_saved(rec, saved)
-    return rec
-
-
 # ---------------------------------------------------------------------------------------
 # The tape stack of the current context.
 
@@ -538,7 +523,7 @@ def bind(prim: Primitive, args: tuple, params: dict = NO_PARAMS) -> Any:
         if kind == "c":
             raise _complex_error(prim, raw)
         top.nondiff.add(node)
-    # The record, built slot by slot (see _new_record), inlined: this runs for every op.
+    # The record, built slot by slot through its descriptors (see above): every op does it.
     rec = _object_new(Record)
     _set_primitive(rec, prim)
     _set_args(rec, raw)
