@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -28,6 +29,11 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
+
+# tapegrad.scipy's ops join the registry, and so every registry-driven test, when scipy is
+# installed: imported here, before any test module is collected and parametrized.
+if importlib.util.find_spec("scipy") is not None:
+    import tapegrad.scipy  # noqa: F401
 
 
 def mnist_dir() -> Path | None:

@@ -111,7 +111,9 @@ def _ways_in(spec):
         if module.startswith("numpy"):  # not scipy's functions
             namespace = tnp.linalg if module == "numpy.linalg" else tnp
             ways["tapegrad.numpy"] = getattr(namespace, spec.name)
-        ways["numpy"] = spec.numpy
+        if module.startswith("numpy") or isinstance(spec.numpy, np.ufunc):
+            # scipy's Python functions call np.asarray on traced values; its ufuncs dispatch
+            ways["numpy"] = spec.numpy
     if spec.method is not None:
         ways["method"] = lambda x, *a, **k: getattr(x, spec.method)(*a, **k)
     return ways

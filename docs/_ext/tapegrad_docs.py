@@ -137,11 +137,15 @@ def op_table() -> str:
         lines += [
             f"### {title}",
             "",
-            "| function | numpy | method | derivative | at kinks and ties |",
+            "| function | numpy / scipy | method | derivative | at kinks and ties |",
         ]
         lines.append("|---|---|---|---|---|")
         for spec in specs:
-            numpy_name = f"`np.{spec.numpy.__name__}`" if spec.numpy is not None else ""
+            numpy_name = ""
+            if spec.family.startswith("scipy."):
+                numpy_name = f"`scipy.{spec.name}`"
+            elif spec.numpy is not None:
+                numpy_name = f"`np.{spec.numpy.__name__}`"
             method = f"`x.{spec.method}()`" if spec.method else ""
             derivative = _cell(spec.derivative.removeprefix("VJP:").strip())
             lines.append(
