@@ -1,7 +1,7 @@
 """Tests of tapegrad.distributed: real 2-process MPI jobs, and the one-process fallback.
 
-The MPI tests launch ``mpiexec -n 2`` (once ``-n 3``; from the ``distributed`` extra, which CI installs:
-they fail rather than skip without it) on the jobs of ``tests/mpi_jobs.py`` and on
+The MPI tests launch ``mpiexec -n 2`` (once ``-n 3``; from the ``distributed`` extra, which
+CI installs: they fail rather than skip without it) on the jobs of ``tests/mpi_jobs.py`` and on
 ``examples/mnist_tape.py``, each under a hard timeout that kills the whole process group,
 so a hang fails the test instead of stalling CI.
 """
