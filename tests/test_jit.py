@@ -218,6 +218,15 @@ def test_an_argmax_inside_jit_is_recomputed_not_frozen():
     assert float(jf(np.array([7.0, 5.0, 2.0]))) == 14.0
 
 
+def test_value_dependent_shapes_are_refused_inside_jit():
+    with pytest.raises(TypeError, match=r"np\.nonzero of a traced value inside tg\.jit"):
+        tg.jit(lambda x: x[np.nonzero(x > 0)])(np.array([1.0, -1.0]))
+    with pytest.raises(TypeError, match=r"hash\(\) of a traced value inside tg\.jit"):
+        tg.jit(lambda i: {0: 1.0}.get(np.argmax(i), 2.0) * i)(np.array([1.0, 2.0]))
+    g = tg.grad(lambda x: tg.sum(x[np.nonzero(x > 0)]))(np.array([1.0, -1.0]))
+    assert g.tolist() == [1.0, 0.0]  # inside grad, computed on the values
+
+
 def test_labels_are_inputs_not_constants():
     params, x, y = mlp_problem(5)
     jl = tg.jit(loss)

@@ -30,7 +30,7 @@ from tapegrad.ops.axes import dtype_of, shape_of
 from tapegrad.ops.core import cast, getitem, reshape, transpose
 from tapegrad.ops.products import matmul
 from tapegrad.ops.registry import BY_NUMPY, REGISTRY
-from tapegrad.tape import Primitive, Traced, _concrete, bind
+from tapegrad.tape import Primitive, Traced, _compiling_tape, _concrete, bind
 
 __all__: list[str] = []
 
@@ -164,6 +164,13 @@ _ON_VALUES = (np.nonzero, np.unique)
 
 def _on_values(func):
     def run(*args, **kwargs):
+        for a in args:
+            if _compiling_tape(a) is not None:  # the values of one call would be frozen
+                raise TypeError(
+                    f"np.{func.__name__} of a traced value inside tg.jit: its result's shape "
+                    "depends on the values, so a compiled program cannot compute it; use "
+                    "tg.where with a mask instead, or call it outside the jitted function"
+                )
         return func(*(_concrete(a) for a in args), **kwargs)
 
     return run
@@ -213,7 +220,7 @@ for _name, _fn in {
 def _traced_hash(self):
     """Like numpy: a 0-d integer or boolean value hashes as its value; arrays do not hash."""
     if self.shape == () and dtype_of(self).kind in "biu":
-        return hash(_concrete(self).item())
+        return hash(np.asarray(self._concrete_for("hash()")).item())
     raise TypeError(f"unhashable traced value (shape {self.shape}, {self.dtype})")
 
 
