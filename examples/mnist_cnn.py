@@ -70,10 +70,12 @@ Choices made here (and why)
   constant``). ``--stop-after N`` ends a run after ``N`` epochs, as an interruption would.
 - **One process.** Unlike the MLP example, this one does not run under ``mpiexec``.
 
-Results (``OPENBLAS_NUM_THREADS=1``; see docs/cnn.md for the curves, the timings and the
-machine)::
+Results of the defaults (10 epochs, ``OPENBLAS_NUM_THREADS=1``; docs/cnn.md has the
+curves, the machine and the benchmark against PyTorch)::
 
-    (defaults, 10 epochs)        seeds 0, 1, 2: test accuracy   see docs/cnn.md
+    seed                                   0        1        2
+    test accuracy                     0.9932   0.9932   0.9941
+    CPU seconds an epoch (median)       72.7     74.3     73.1
 """
 
 from __future__ import annotations
