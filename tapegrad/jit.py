@@ -54,6 +54,8 @@ class Compiled:
     function: Callable[..., tuple] = attrs.field(repr=False)
     source: str = attrs.field(repr=False)
     outputs: Any = attrs.field(repr=False)  # the output's structure, leaves None
+    unflatten: Callable[[tuple], Any] = attrs.field(repr=False)  # function's tuple -> tree
+    guard: Callable[[tuple], list | None] | None = attrs.field(repr=False)  # see _guard
     records: int
     lines: int
 
@@ -91,16 +93,22 @@ def _signature(node: Any, inputs: list) -> Any:
     """A hashable description of ``node``: its containers and each leaf's :func:`_leaf_key`.
 
     The input leaves are appended to ``inputs`` in the order :func:`tree_flatten` gives.
-    This runs on every call of a jitted function, so the common types come first.
+    This runs on every call of a jitted function, so the common types come first and an
+    array held by a dict, list or tuple is handled without a call of its own.
     """
     kind = type(node)
     if kind is np.ndarray:
         inputs.append(node)
         return (node.shape, node.dtype)
-    if kind is dict:
-        return (dict, tuple(node), tuple([_signature(v, inputs) for v in node.values()]))
-    if kind is list or kind is tuple:
-        return (kind, tuple([_signature(v, inputs) for v in node]))
+    if kind is dict or kind is list or kind is tuple:
+        parts = []
+        for value in node.values() if kind is dict else node:
+            if type(value) is np.ndarray:
+                inputs.append(value)
+                parts.append((value.shape, value.dtype))
+            else:
+                parts.append(_signature(value, inputs))
+        return (kind, tuple(node), tuple(parts)) if kind is dict else (kind, tuple(parts))
     if isinstance(node, dict):
         return (kind, tuple(node), tuple([_signature(v, inputs) for v in node.values()]))
     if isinstance(node, (list, tuple)):
@@ -121,6 +129,7 @@ class Jitted:
         self.static_argnums = tuple(static_argnums)
         self.static_argnames = tuple(static_argnames)
         self._cache: dict[Any, Compiled] = {}
+        self._last: Compiled | None = None  # the program the last call ran: tried first
         self._lock = threading.Lock()
         functools.update_wrapper(self, fun)
 
@@ -131,6 +140,9 @@ class Jitted:
 
     def _split(self, args: tuple, kwargs: dict) -> tuple[Any, list, Any]:
         """``(key, inputs, dynamic)``: the signature, the input leaves, the dynamic tree."""
+        inputs: list = []
+        if not kwargs and not self.static_argnums:  # the common call: positional arrays
+            return (_signature(args, inputs),), inputs, args
         nargs = len(args)
         static_pos = {k % nargs for k in self.static_argnums if -nargs <= k < nargs}
         static = tuple((k, args[k]) for k in sorted(static_pos))
@@ -143,10 +155,14 @@ class Jitted:
             [a for k, a in enumerate(args) if k not in static_pos] if static_pos else list(args),
             {k: v for k, v in sorted(kwargs.items()) if k not in self.static_argnames},
         )
-        inputs: list = []
         return (nargs, static, _signature(dynamic, inputs)), inputs, dynamic
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        last = self._last
+        if last is not None and not kwargs:  # a training loop's calls: one signature
+            inputs = last.guard(args)
+            if inputs is not None:
+                return last.unflatten(last.function(*inputs))
         try:
             key, inputs, _ = self._split(args, kwargs)
         except _Bypass:
@@ -158,7 +174,9 @@ class Jitted:
                 if compiled is None:
                     compiled, result = self._compile(key, args, kwargs)
                     return result  # the traced call's own values: no second run
-        return tree_unflatten(compiled.outputs, list(compiled.function(*inputs)))
+        if compiled.guard is not None:
+            self._last = compiled
+        return compiled.unflatten(compiled.function(*inputs))
 
     def lower(self, *args: Any, **kwargs: Any) -> Compiled:
         """The program for these arguments (compiled now if it was not): ``print`` it."""
@@ -204,7 +222,15 @@ class Jitted:
                 values.append(leaf)
         function, source = compile_program(from_tape(tape, outputs), _name(self.fun))
         skeleton = tree_map(lambda _: None, out)
-        compiled = Compiled(function, source, skeleton, len(tape.records), source.count("\n    v"))
+        compiled = Compiled(
+            function,
+            source,
+            skeleton,
+            _unflattener(skeleton),
+            None if kwargs or self.static_argnums else _guard(args),
+            len(tape.records),
+            source.count("\n    v"),
+        )
         self._cache[key] = compiled
         if len(self._cache) >= RECOMPILE_WARNING and _is_power_of_two(
             len(self._cache) // RECOMPILE_WARNING
@@ -218,6 +244,95 @@ class Jitted:
                 stacklevel=3,
             )
         return compiled, tree_unflatten(skeleton, values)
+
+
+def _unflattener(skeleton: Any) -> Callable[[tuple], Any]:
+    """``tree_unflatten(skeleton, list(r))`` as one generated expression (no recursion per
+    call): containers are rebuilt as :func:`tapegrad.pytree.tree_unflatten` rebuilds them."""
+    names: dict[str, Any] = {}
+    leaves = iter(range(1 << 62))
+
+    def ref(value: Any) -> str:
+        name = f"_{len(names)}"
+        names[name] = value
+        return name
+
+    def expr(node: Any) -> str:
+        kind = type(node)
+        if isinstance(node, dict):
+            keys = ref(tuple(node))
+            items = ", ".join(f"{keys}[{k}]: {expr(v)}" for k, v in enumerate(node.values()))
+            return f"{{{items}}}" if kind is dict else f"{ref(kind)}({{{items}}})"
+        if isinstance(node, (list, tuple)):
+            items = "".join(f"{expr(v)}, " for v in node)
+            if kind is list:
+                return f"[{items}]"
+            if kind is tuple:
+                return f"({items})"
+            if hasattr(node, "_fields"):  # a named tuple
+                return f"{ref(kind)}({items})"
+            return f"{ref(kind)}([{items}])"
+        return f"r[{next(leaves)}]"
+
+    source = f"def unflatten(r):\n    return {expr(skeleton)}\n"
+    exec(compile(source, "<tg.jit outputs>", "exec"), names)  # the source is ours, built above
+    return names["unflatten"]
+
+
+def _guard(args: tuple) -> Callable[[tuple], list | None]:
+    """A function that gives the input leaves of a call whose signature is that of
+    ``args`` (positional arguments only), or ``None`` for any other call.
+
+    It checks what :func:`_signature` describes (each container's type, length and keys,
+    each array's shape and dtype, each static leaf's type and value) in one generated
+    block of straight-line code, so that a call with an already compiled signature
+    costs a few attribute reads per leaf rather than building and hashing a key.
+    """
+    names: dict[str, Any] = {"ndarray": np.ndarray, "generic": np.generic}
+    lines = ["def guard(args):", f"    if len(args) != {len(args)}: return None"]
+    leaves: list[str] = []
+
+    def ref(value: Any) -> str:
+        name = f"_{len(names)}"
+        names[name] = value
+        return name
+
+    def check(condition: str) -> None:
+        lines.append(f"    if {condition}: return None")
+
+    def visit(node: Any, at: str) -> None:
+        kind = type(node)
+        if isinstance(node, dict):
+            check(f"type({at}) is not {ref(kind)} or tuple({at}) != {ref(tuple(node))}")
+            children = [(f"{at}[{ref(k)}]", v) for k, v in node.items()]
+        elif isinstance(node, (list, tuple)):
+            check(f"type({at}) is not {ref(kind)} or len({at}) != {len(node)}")
+            children = [(f"{at}[{k}]", v) for k, v in enumerate(node)]
+        else:
+            key = _leaf_key(node)
+            if key[0] == "static":
+                check(f"type({at}) is not {ref(key[1])} or {at} != {ref(key[2])}")
+                return
+            if key[0] == "float":
+                check(f"type({at}) is not float")
+            else:
+                check(
+                    f"(type({at}) is not ndarray and not isinstance({at}, generic)) "
+                    f"or {at}.shape != {key[0]!r} or {at}.dtype != {ref(key[1])}"
+                )
+            leaves.append(at)
+            return
+        for k, (expr, child) in enumerate(children):
+            name = f"{at}_{k}"
+            lines.append(f"    {name} = {expr}")
+            visit(child, name)
+
+    for k, arg in enumerate(args):
+        lines.append(f"    a{k} = args[{k}]")
+        visit(arg, f"a{k}")
+    lines.append(f"    return [{', '.join(leaves)}]")
+    exec(compile("\n".join(lines) + "\n", "<tg.jit guard>", "exec"), names)
+    return names["guard"]
 
 
 def _box_tree(box: Callable[[Any, str], Any], tree: Any, root: str) -> Any:

@@ -120,6 +120,52 @@ def test_what_compiles_again_and_what_does_not():
     assert len(calls) == 4 and jf.compiled == 4
 
 
+def _tree_total(tree, mode="sum"):
+    """A function of every leaf of a tree (static leaves change what it computes)."""
+    total = 0.0
+    for leaf in tree_leaves(tree):
+        if isinstance(leaf, str):
+            total = total * 2 if leaf == "double" else total
+        elif leaf is not None and not isinstance(leaf, (bool, int)):
+            total = total + tg.sum(tg.sin(leaf))
+        elif isinstance(leaf, int):
+            total = total + leaf
+    return total
+
+
+_BASE = {
+    "a": [np.ones((2, 3)), (np.float32(0.5), 1.5)],
+    "b": {"c": np.arange(4.0), "d": 3, "e": "plain", "f": None},
+}
+
+# each variant differs from _BASE in one place the signature describes
+_VARIANTS = {
+    "shape": lambda t: {**t, "a": [np.ones((3, 2)), t["a"][1]]},
+    "dtype": lambda t: {**t, "a": [np.ones((2, 3), np.float32), t["a"][1]]},
+    "0-d array for a numpy scalar": lambda t: {**t, "a": [t["a"][0], (np.array(0.5), 1.5)]},
+    "float for an array": lambda t: {**t, "a": [t["a"][0], (0.5, 1.5)]},
+    "list for a tuple": lambda t: {**t, "a": [t["a"][0], [np.float32(0.5), 1.5]]},
+    "longer list": lambda t: {**t, "a": [*t["a"], np.ones(2)]},
+    "key order": lambda t: {"b": t["b"], "a": t["a"]},
+    "another key": lambda t: {**t, "b": {**t["b"], "g": np.ones(1)}},
+    "int value": lambda t: {**t, "b": {**t["b"], "d": 4}},
+    "bool for an int": lambda t: {**t, "b": {**t["b"], "d": True}},
+    "string value": lambda t: {**t, "b": {**t["b"], "e": "double"}},
+    "None for a string": lambda t: {**t, "b": {**t["b"], "e": None}},
+}
+
+
+@pytest.mark.parametrize("change", list(_VARIANTS))
+def test_a_call_with_another_signature_never_runs_the_last_program(change):
+    """The last program's guard (the fast path) must miss on any change the signature sees,
+    and both programs must then keep giving the uncompiled function's values."""
+    jf = tg.jit(_tree_total)
+    other = _VARIANTS[change](_BASE)
+    for tree, compiled in ((_BASE, 1), (_BASE, 1), (other, 2), (other, 2), (_BASE, 2)):
+        assert_bitwise_equal(jf(tree), _tree_total(tree))
+        assert jf.compiled == compiled
+
+
 def test_python_float_inputs_keep_float32_float32():
     jf = tg.jit(lambda w, lr: w - lr * w)
     out = jf(np.ones(2, np.float32), 0.25)

@@ -233,7 +233,12 @@ def _sum_vjp(i, g, ans, x, axis=None, keepdims=False):
     return broadcast_to(reshape(g, kept_shape(shape, axis)), shape)
 
 
-SUM = Primitive("sum", np.sum, _sum_vjp)
+def _sum_forward(x, axis=None, keepdims=False):
+    """``np.sum`` without its Python layer: the reduction it calls, ``np.add.reduce``."""
+    return np.add.reduce(x, axis, None, None, keepdims)
+
+
+SUM = Primitive("sum", _sum_forward, _sum_vjp)
 
 
 @op(np.sum, sample=reduction(), method="sum")
@@ -270,7 +275,12 @@ def _reshape_vjp(i, g, ans, x, shape):
     return reshape(g, shape_of(x))
 
 
-RESHAPE = Primitive("reshape", np.reshape, _reshape_vjp)
+def _reshape_forward(x, shape):
+    # the method numpy's np.reshape calls, without its dispatch layer
+    return x.reshape(shape) if type(x) is np.ndarray else np.reshape(x, shape)
+
+
+RESHAPE = Primitive("reshape", _reshape_forward, _reshape_vjp)
 
 
 def _sample_reshape(draw):
@@ -292,7 +302,12 @@ def _transpose_vjp(i, g, ans, x, axes=None):
     return transpose(g, tuple(int(a) for a in np.argsort(axes)))
 
 
-TRANSPOSE = Primitive("transpose", np.transpose, _transpose_vjp)
+def _transpose_forward(x, axes=None):
+    # the method numpy's np.transpose calls, without its dispatch layer
+    return x.transpose(axes) if type(x) is np.ndarray else np.transpose(x, axes)
+
+
+TRANSPOSE = Primitive("transpose", _transpose_forward, _transpose_vjp)
 
 
 def _sample_transpose(draw):

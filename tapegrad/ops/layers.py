@@ -44,8 +44,13 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> ArrayLike:
 
 
 def _softmax_forward(x, axis=-1):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = x - np.maximum.reduce(x, axis, None, None, True)
+    if type(e) is not np.ndarray or e.dtype.kind != "f":  # 0-d or integer: new arrays
+        e = np.exp(e)
+        return e / np.add.reduce(e, axis, None, None, True)
+    np.exp(e, out=e)  # e is this call's own array: exponentiate and normalise in place
+    e /= np.add.reduce(e, axis, None, None, True)
+    return e
 
 
 def _softmax_vjp(i, g, ans, x, axis=-1):

@@ -91,8 +91,18 @@ def _extremum_vjp(i, g, ans, x, axis=None, keepdims=False):
     return reshape(g, kept) * (hits / sum(hits, axis=axis, keepdims=True))
 
 
-MAX = Primitive("max", np.max, _extremum_vjp)
-MIN = Primitive("min", np.min, _extremum_vjp)
+def _max_forward(x, axis=None, keepdims=False):
+    """``np.max`` without its Python layer: the reduction it calls."""
+    return np.maximum.reduce(x, axis, None, None, keepdims)
+
+
+def _min_forward(x, axis=None, keepdims=False):
+    """``np.min`` without its Python layer: the reduction it calls."""
+    return np.minimum.reduce(x, axis, None, None, keepdims)
+
+
+MAX = Primitive("max", _max_forward, _extremum_vjp)
+MIN = Primitive("min", _min_forward, _extremum_vjp)
 _DISTINCT = reduction(DISTINCT)
 _TIES = "tied extrema share the cotangent equally"
 
