@@ -33,7 +33,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from tapegrad.tape import Record, Tape
+from tapegrad.tape import Primitive, Record, Tape
 
 __all__ = [
     "Const",
@@ -213,16 +213,27 @@ def _last_uses(program: Program) -> dict[int, int]:
     return last
 
 
+def _fresh(prim: Primitive) -> bool:
+    """Does ``prim`` always return a new array (never a view of an argument)?"""
+    return prim.fresh or isinstance(prim.forward, np.ufunc)
+
+
+def _writes_out(prim: Primitive) -> bool:
+    """Can ``prim`` write its result into a given array (``out=``)?"""
+    return prim.out or isinstance(prim.forward, np.ufunc)
+
+
 def _reusable_buffer(
     k: int, rec: Record, last: dict[int, int], outputs: set, producers: dict[int, Record], uses
 ) -> int | None:
-    """A node whose array this elementwise record may write its result into, or ``None``.
+    """A node whose array this record may write its result into (``out=``), or ``None``.
 
-    The node must die here, not be an output or an input, have been made by an elementwise
-    op (so it owns its memory and no view of it exists) whose every use is elementwise,
-    and hold an array of the result's shape and dtype.
+    The record's primitive must take ``out=``. The node must die here, not be an output
+    or an input, have been made by a ``fresh`` primitive (so it owns its memory) and be
+    read only by ``fresh`` primitives (so no view of it exists), and hold an array of the
+    result's shape and dtype.
     """
-    if not isinstance(rec.primitive.forward, np.ufunc):
+    if not _writes_out(rec.primitive):
         return None
     ans = rec.ans
     if type(ans) is not np.ndarray or ans.ndim == 0:
@@ -234,8 +245,8 @@ def _reusable_buffer(
             or last.get(p) != k
             or p in outputs
             or made is None
-            or not isinstance(made.primitive.forward, np.ufunc)
-            or not all(isinstance(u.primitive.forward, np.ufunc) for u in uses[p])
+            or not _fresh(made.primitive)
+            or not all(_fresh(u.primitive) for u in uses[p])
         ):
             continue
         value = made.ans

@@ -66,12 +66,19 @@ class Primitive:
     record and handed to the rule as the keyword ``saved``; it is ``None`` when the inputs
     were traced by an outer transform, and the rule must then recompute it with tapegrad's
     ops so that the derivative of the derivative stays right.
+
+    Two facts about the forward let the compiler reuse memory (a numpy ufunc has both):
+    ``fresh``, its result is an array it allocated, never a view of an argument; and
+    ``out``, it accepts ``out=``, an array of the result's shape and dtype, possibly one
+    of its own arguments, to write the result into, giving the same floats.
     """
 
     name: str
     forward: Callable[..., Any]
     vjp: Callable[..., Any]
     saves: bool = False
+    fresh: bool = False
+    out: bool = False
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"

@@ -238,7 +238,7 @@ def _sum_forward(x, axis=None, keepdims=False):
     return np.add.reduce(x, axis, None, None, keepdims)
 
 
-SUM = Primitive("sum", _sum_forward, _sum_vjp)
+SUM = Primitive("sum", _sum_forward, _sum_vjp, fresh=True)
 
 
 @op(np.sum, sample=reduction(), method="sum")

@@ -169,16 +169,20 @@ def sigmoid(x: ArrayLike) -> ArrayLike:
     return bind(SIGMOID, (x,))
 
 
-def _relu_forward(x):
-    return np.maximum(x, 0)
+def _relu_forward(x, out=None):
+    return np.maximum(x, 0, out=out)
 
 
 def _relu_vjp(i, g, ans, x):
-    """d relu(x)/dx = [x > 0] (0 at the kink x = 0)."""
-    return g * greater(x, 0)
+    """d relu(x)/dx = [x > 0] (0 at the kink x = 0).
+
+    The mask is read off the output (``relu(x) > 0`` exactly where ``x > 0``, NaN
+    included), so a compiled step need not keep ``x``: relu can overwrite it.
+    """
+    return g * greater(ans, 0)
 
 
-RELU = Primitive("relu", _relu_forward, _relu_vjp)
+RELU = Primitive("relu", _relu_forward, _relu_vjp, fresh=True, out=True)
 
 
 @op(sample=unary(-3, 3, avoid=(0,)), convention="relu'(0) = 0")

@@ -43,8 +43,8 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> ArrayLike:
     return bind(LOG_SOFTMAX, (x,), {"axis": int(axis)})
 
 
-def _softmax_forward(x, axis=-1):
-    e = x - np.maximum.reduce(x, axis, None, None, True)
+def _softmax_forward(x, axis=-1, out=None):
+    e = np.subtract(x, np.maximum.reduce(x, axis, None, None, True), out=out)
     if type(e) is not np.ndarray or e.dtype.kind != "f":  # 0-d or integer: new arrays
         e = np.exp(e)
         return e / np.add.reduce(e, axis, None, None, True)
@@ -58,7 +58,7 @@ def _softmax_vjp(i, g, ans, x, axis=-1):
     return ans * (g - sum(g * ans, axis=axis, keepdims=True))
 
 
-SOFTMAX = Primitive("softmax", _softmax_forward, _softmax_vjp)
+SOFTMAX = Primitive("softmax", _softmax_forward, _softmax_vjp, fresh=True, out=True)
 
 
 @op(sample=_sample_softmax)
@@ -95,7 +95,7 @@ def _affine_vjp(i, g, ans, W, b, x):
     return g @ W
 
 
-AFFINE = Primitive("affine", _affine_forward, _affine_vjp)
+AFFINE = Primitive("affine", _affine_forward, _affine_vjp, fresh=True)
 
 
 def _sample_affine(draw):
@@ -163,9 +163,9 @@ def _nll_vjp(i, g, ans, logits, labels, saved=None):
     return nll_backward(probs, labels, g)
 
 
-def _nll_backward_forward(probs, labels, g):
+def _nll_backward_forward(probs, labels, g, out=None):
     scale = g / len(labels)
-    out = probs * scale
+    out = np.multiply(probs, scale, out=out)
     out[np.arange(len(labels)), labels] -= scale  # probs * scale - onehot * scale
     return out
 
@@ -182,7 +182,9 @@ def _nll_backward_vjp(i, gg, ans, probs, labels, g):
     return sum(gg * (probs * (1 / batch) - onehot * (1 / batch)))
 
 
-NLL_BACKWARD = Primitive("nll_backward", _nll_backward_forward, _nll_backward_vjp)
+NLL_BACKWARD = Primitive(
+    "nll_backward", _nll_backward_forward, _nll_backward_vjp, fresh=True, out=True
+)
 
 
 def nll_backward(probs: ArrayLike, labels: ArrayLike, g: ArrayLike) -> ArrayLike:

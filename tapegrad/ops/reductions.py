@@ -101,8 +101,8 @@ def _min_forward(x, axis=None, keepdims=False):
     return np.minimum.reduce(x, axis, None, None, keepdims)
 
 
-MAX = Primitive("max", _max_forward, _extremum_vjp)
-MIN = Primitive("min", _min_forward, _extremum_vjp)
+MAX = Primitive("max", _max_forward, _extremum_vjp, fresh=True)
+MIN = Primitive("min", _min_forward, _extremum_vjp, fresh=True)
 _DISTINCT = reduction(DISTINCT)
 _TIES = "tied extrema share the cotangent equally"
 
