@@ -1,11 +1,15 @@
 """conv2d forward + backward on the MNIST CNN's two convolutions, one thread.
 
-The shapes of ``examples/mnist_cnn.py``'s convolutions (float32, 5x5 kernels, padding 2,
-so each keeps its image size):
+The shapes of ``examples/mnist_cnn.py``'s convolutions with the example's defaults
+(``--channels 16 32``, batch 128; float32, 5x5 kernels, padding 2, so each keeps its image
+size):
 
-- ``conv1``: x ``(B, 1, 28, 28)``, w ``(32, 1, 5, 5)``: the input is the data, so the
+- ``conv1``: x ``(B, 1, 28, 28)``, w ``(16, 1, 5, 5)``: the input is the data, so the
   backward pass computes the gradients of ``w`` and ``b`` only;
-- ``conv2``: x ``(B, 32, 14, 14)``, w ``(64, 32, 5, 5)``: gradients of ``x``, ``w`` and ``b``.
+- ``conv2``: x ``(B, 16, 14, 14)``, w ``(32, 16, 5, 5)``: gradients of ``x``, ``w`` and ``b``.
+
+``--channels C1 C2`` and ``--batch B`` time the example's other widths and batch sizes
+(``--channels 32 64``: the TensorFlow tutorial's network, which the example also describes).
 
 Every column computes the same thing: the output ``y = conv2d(x, w, b)`` and the
 cotangents of the differentiated inputs for a fixed output cotangent ``u``:
@@ -28,8 +32,9 @@ trustworthy than the absolute times.
 
 Run from the repository root::
 
-    python benchmarks/conv.py                  # batch 128, 7 rounds
+    python benchmarks/conv.py                  # channels 16 32, batch 128, 7 rounds
     python benchmarks/conv.py --batch 64 --rounds 11
+    python benchmarks/conv.py --channels 32 64
 """
 
 from __future__ import annotations
@@ -54,10 +59,17 @@ from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 import tapegrad as tg  # noqa: E402
 
-#: name -> (input channels, output channels, image side, whether x is differentiated)
-LAYERS = {"conv1": (1, 32, 28, False), "conv2": (32, 64, 14, True)}
+#: The example's defaults: the output channels of its two convolutions, its batch size.
+CHANNELS = (16, 32)
+BATCH = 128
 K = 5
 PAD = 2
+
+
+def layers(c1: int, c2: int) -> dict[str, tuple[int, int, int, bool]]:
+    """name -> (input channels, output channels, image side, whether x is differentiated)
+    for the example's convolutions with ``--channels c1 c2``."""
+    return {"conv1": (1, c1, 28, False), "conv2": (c1, c2, 14, True)}
 
 
 def direct(x: np.ndarray, w: np.ndarray, b: np.ndarray, u: np.ndarray, need_x: bool) -> tuple:
@@ -149,11 +161,21 @@ def check_same_results(cols: dict[str, Callable[[], Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
+    ap.add_argument("--batch", type=int, default=BATCH, help=f"batch size (default {BATCH})")
     ap.add_argument("--rounds", type=int, default=7, help="counted rounds (default 7)")
-    ap.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
+    names = list(layers(*CHANNELS))
+    ap.add_argument("--layers", nargs="+", default=names, choices=names)
+    ap.add_argument(
+        "--channels",
+        type=int,
+        nargs=2,
+        default=list(CHANNELS),
+        metavar=("C1", "C2"),
+        help="output channels of the two convolutions (default %(default)s: the example's)",
+    )
     add_clock_argument(ap)
     args = ap.parse_args(argv)
+    shapes = layers(*args.channels)
     clock = CLOCKS[args.clock]
 
     print(
@@ -172,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     summary = {}
     for layer in args.layers:
-        c_in, c_out, side, need_x = LAYERS[layer]
+        c_in, c_out, side, need_x = shapes[layer]
         x = rng.standard_normal((args.batch, c_in, side, side)).astype(np.float32)
         w = (rng.standard_normal((c_out, c_in, K, K)) / np.sqrt(c_in * K * K)).astype(np.float32)
         b = rng.standard_normal(c_out).astype(np.float32)

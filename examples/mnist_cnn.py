@@ -50,7 +50,7 @@ Choices made here (and why)
   (``mask=tg.optim.matrices_only``).
 - **Regularisation.** Dropout on the dense layer (``--dropout``, 0.5) and random moves of
   the training images by up to ``--augment`` pixels down and across, anew at every epoch
-  (the MLP example's ``Translations``: one gather per minibatch).
+  (``Translations`` in ``_cli.py``, as in the MLP example: one gather per minibatch).
 - **Randomness.** ``--seed`` feeds one ``numpy.random.SeedSequence`` that spawns two
   generators, one for the initial weights and one that shuffles the training set at the
   start of every epoch and draws the moves. Dropout draws from ``tg.random``: the key of
@@ -84,33 +84,33 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from _cli import (
+    HISTORY_KEYS,
+    SIDE,
+    Translations,
+    add_data_arguments,
+    add_output_arguments,
+    add_training_arguments,
+    check_output_arguments,
     load_mnist_or_exit,
     nonnegative_float,
     nonnegative_int,
+    plot_history,
     positive_float,
     positive_int,
-)
-from mnist_tape import (
-    HISTORY_KEYS,
-    Translations,
-    _max_shift,
-    _progress,
-    _require_matplotlib,
-    _write_json,
-    plot_history,
     preprocess,
+    progress_bar,
+    require_matplotlib,
     summary_line,
+    write_json,
 )
 
 import tapegrad as tg
 
 PROG = "mnist_cnn.py"
-SIDE = 28  # MNIST images are SIDE x SIDE pixels, one channel
 N_CLASSES = 10
 KERNEL = 5  # both convolutions: 5 x 5 kernels ...
 PADDING = 2  # ... padded so that they keep the image size
@@ -190,17 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEPS",
         help="with --schedule cosine: ramp the rate up linearly over the first STEPS steps",
     )
-    opt.add_argument(
-        "--augment",
-        type=_max_shift,
-        default=1,
-        metavar="N",
-        help="move each training image by a random whole number of pixels in [-N, N] "
-        "down and across, anew at each epoch (0: no augmentation)",
-    )
-    opt.add_argument("--batch-size", type=positive_int, default=128)
-    opt.add_argument("--epochs", type=positive_int, default=10, help="total number of epochs")
-    opt.add_argument("--seed", type=nonnegative_int, default=0)
+    add_training_arguments(opt)
     opt.add_argument(
         "--no-jit",
         action="store_true",
@@ -215,33 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after N epochs in this invocation, as if interrupted (--save now, "
         "--resume later with the same flags)",
     )
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data-dir",
-        default=None,
-        help="directory of the MNIST IDX files (default: $TAPEGRAD_DATA_DIR, else "
-        "~/.cache/tapegrad/mnist; missing files are downloaded)",
-    )
-    data.add_argument(
-        "--val-size",
-        type=nonnegative_int,
-        default=10_000,
-        help="validation examples, held out from the END of the training set (0: none)",
-    )
-    data.add_argument(
-        "--limit-train",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="use only the first N training examples (before the validation split)",
-    )
-    data.add_argument(
-        "--limit-test",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="report test accuracy on the first N test examples only",
-    )
+    data = add_data_arguments(parser)
     data.add_argument(
         "--train-eval-size",
         type=nonnegative_int,
@@ -250,32 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure the per-epoch training loss and accuracy on the first N training "
         "images (0: all)",
     )
-    out = parser.add_argument_group("output")
-    out.add_argument("--plot", metavar="PATH", help="save loss/accuracy curves (needs matplotlib)")
-    out.add_argument("--metrics", metavar="PATH", help="save the metrics as JSON")
-    out.add_argument("--save", metavar="PATH", help="checkpoint here after every epoch")
-    out.add_argument("--resume", metavar="PATH", help="resume training from this checkpoint")
-    out.add_argument(
-        "--no-progress", action="store_true", help="no progress bar (summary lines only)"
-    )
+    add_output_arguments(parser)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag in ("plot", "metrics", "save"):
-        path = getattr(args, flag)
-        if path is not None and not Path(path).expanduser().resolve().parent.is_dir():
-            parser.error(f"--{flag} {path}: the folder does not exist")
-    if args.resume is not None and not Path(args.resume).is_file():
-        parser.error(f"--resume {args.resume}: no such file")
+    check_output_arguments(parser, args)
     if args.warmup and args.schedule != "cosine":
         parser.error("--warmup needs --schedule cosine")
     if args.weight_decay is None:
         args.weight_decay = 0.01 if args.optimizer == "adamw" else 0.0
     if args.plot is not None:
-        _require_matplotlib(parser)
+        require_matplotlib(parser)
     return args
 
 
@@ -564,7 +516,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
         t0, cpu0 = time.perf_counter(), time.process_time()
         loss_sum = 0.0
         batches = tg.datasets.batches(rows, y_train, args.batch_size, rng=shuffle_rng)
-        iterable, bar = _progress(
+        iterable, bar = progress_bar(
             batches, steps_per_epoch, f"epoch {epoch}/{args.epochs}", not args.no_progress
         )
         for k, (rows_b, yb) in enumerate(iterable):
@@ -613,7 +565,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
         "completed": last == args.epochs,
     }
     if args.metrics is not None:
-        _write_json(args.metrics, metrics)
+        write_json(args.metrics, metrics)
     if args.plot is not None and history["epoch"]:
         plot_history(
             history,

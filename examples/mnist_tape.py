@@ -63,8 +63,9 @@ Choices made here (and why)
   * ``--augment N`` moves each training image, in every minibatch and anew at every
     epoch, by its own whole number of pixels down and across, each uniform in
     ``[-N, N]``, zeros shifted in: new images the network has not seen, with the same
-    labels. ``Translations`` pads the training set once so that a moved minibatch is one
-    gather: +5 to 7 % per epoch for the default network; the penalty costs +14 to 16 %.
+    labels. ``Translations`` (in ``_cli.py``) pads the training set once so that a moved
+    minibatch is one gather: +5 to 7 % per epoch for the default network; the penalty
+    costs +14 to 16 %.
 
   Defaults chosen on validation accuracy (mean of seeds 0 to 5): ``--augment 1`` 0.9836
   alone, 0.9840 with ``--l2 1e-4``, 0.9836 with ``--l2 5e-4`` (indistinguishable: the
@@ -97,30 +98,36 @@ Choices made here (and why)
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from _cli import (
+    HISTORY_KEYS,
+    N_PIXELS,
+    Translations,
+    add_data_arguments,
+    add_output_arguments,
+    add_training_arguments,
+    check_output_arguments,
     load_mnist_or_exit,
     momentum_coefficient,
     nonnegative_float,
-    nonnegative_int,
+    plot_history,
     positive_float,
     positive_int,
+    preprocess,
+    progress_bar,
+    require_matplotlib,
+    summary_line,
+    write_json,
 )
 
 import tapegrad as tg
 from tapegrad import distributed as dist
 
-SIDE = 28  # MNIST images are SIDE x SIDE pixels
-N_PIXELS = SIDE * SIDE
 N_CLASSES = 10
 EVAL_CHUNK = 10_000
 CHECKPOINT_FORMAT = "mnist_tape/1"
@@ -141,26 +148,9 @@ TRAINING_KEYS = (
 )
 # What a checkpoint written before a key existed was trained with (no penalty, no shifts).
 LEGACY_CONFIG = {"l2": 0.0, "augment": 0}
-HISTORY_KEYS = (
-    "epoch",
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "batch_loss",
-    "seconds",
-    "eval_seconds",
-)
 
 
 # ----------------------------------------------------------------------------- arguments
-
-
-def _max_shift(text: str) -> int:
-    value = int(text)
-    if not 0 <= value < SIDE:
-        raise argparse.ArgumentTypeError(f"must be an integer in [0, {SIDE - 1}], got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,17 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight penalty: LAMBDA/2 times the squared norm of every weight matrix (not "
         "the biases) is added to the loss (0: none)",
     )
-    opt.add_argument(
-        "--augment",
-        type=_max_shift,
-        default=1,
-        metavar="N",
-        help="move each training image by a random whole number of pixels in [-N, N] "
-        "down and across, anew at each epoch (0: no augmentation)",
-    )
-    opt.add_argument("--batch-size", type=positive_int, default=128)
-    opt.add_argument("--epochs", type=positive_int, default=10, help="total number of epochs")
-    opt.add_argument("--seed", type=nonnegative_int, default=0)
+    add_training_arguments(opt)
     opt.add_argument(
         "--no-jit",
         action="store_true",
@@ -222,66 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after N epochs in this invocation, as if interrupted (for time-limited "
         "jobs: --save now, --resume later with the same flags)",
     )
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data-dir",
-        default=None,
-        help="directory of the MNIST IDX files (default: $TAPEGRAD_DATA_DIR, else "
-        "~/.cache/tapegrad/mnist; missing files are downloaded)",
-    )
-    data.add_argument(
-        "--val-size",
-        type=nonnegative_int,
-        default=10_000,
-        help="validation examples, held out from the END of the training set (0: none)",
-    )
-    data.add_argument(
-        "--limit-train",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="use only the first N training examples (before the validation split)",
-    )
-    data.add_argument(
-        "--limit-test",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="report test accuracy on the first N test examples only",
-    )
-    out = parser.add_argument_group("output")
-    out.add_argument("--plot", metavar="PATH", help="save loss/accuracy curves (needs matplotlib)")
-    out.add_argument("--metrics", metavar="PATH", help="save the metrics as JSON")
-    out.add_argument("--save", metavar="PATH", help="checkpoint here after every epoch")
-    out.add_argument("--resume", metavar="PATH", help="resume training from this checkpoint")
-    out.add_argument(
-        "--no-progress", action="store_true", help="no progress bar (summary lines only)"
-    )
+    add_data_arguments(parser)
+    add_output_arguments(parser)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag in ("plot", "metrics", "save"):
-        path = getattr(args, flag)
-        if path is not None and not Path(path).expanduser().resolve().parent.is_dir():
-            parser.error(f"--{flag} {path}: the folder does not exist")
-    if args.resume is not None and not Path(args.resume).is_file():
-        parser.error(f"--resume {args.resume}: no such file")
+    check_output_arguments(parser, args)
     if args.plot is not None:
-        _require_matplotlib(parser)
+        require_matplotlib(parser)
     return args
-
-
-def _require_matplotlib(parser: argparse.ArgumentParser) -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        parser.error(
-            "--plot needs matplotlib, which is not installed: "
-            "pip install 'tapegrad[examples]' (or pip install matplotlib)"
-        )
 
 
 def config_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -307,11 +239,6 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- data
 
 
-def preprocess(images: np.ndarray) -> np.ndarray:
-    """uint8 images ``(N, 28, 28)`` -> float32 ``(N, 784)`` in [0, 1]."""
-    return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
-
-
 def load_data(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"train": (x, y), "val": (x, y), "test": (x, y)}`` as float32 / int64 arrays."""
     (x_train, y_train), (x_test, y_test) = load_mnist_or_exit("mnist_tape.py", args.data_dir)
@@ -330,65 +257,6 @@ def load_data(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarra
         "val": (preprocess(x_val), y_val.astype(np.int64)),
         "test": (preprocess(x_test), y_test.astype(np.int64)),
     }
-
-
-class Translations:
-    """A set of flattened images, padded once so that translating a minibatch costs a gather.
-
-    Each image is stored with ``m = max_shift * (SIDE + 1)`` zeros before and after it,
-    ``(N, 784 + 2 m)`` in all. Image ``i`` moved ``dy`` pixels down and ``dx`` right
-    (negative: up, left), zeros shifted in, is then the 784 values starting at offset
-    ``m - dy * SIDE - dx`` of its padded row, except for the ``|dx|`` columns that a
-    horizontal move wraps around from the other edge of the neighbouring row: those are
-    zeroed after the gather. A minibatch of images, each with its own offset, is thus one
-    fancy-indexing gather of contiguous rows (as ``x[rows]`` is) and ``2 max_shift`` column
-    assignments: no per-example Python loop, no reordering.
-    """
-
-    def __init__(self, images: np.ndarray, max_shift: int) -> None:
-        if images.ndim != 2 or images.shape[1] != N_PIXELS:
-            raise ValueError(f"expected flattened images (N, {N_PIXELS}), got {images.shape}")
-        if not 0 <= max_shift < SIDE:
-            raise ValueError(f"max_shift must lie in [0, {SIDE - 1}], got {max_shift}")
-        self.max_shift = max_shift
-        self.margin = max_shift * (SIDE + 1)
-        self.padded = np.zeros((len(images), N_PIXELS + 2 * self.margin), images.dtype)
-        self.padded[:, self.margin : self.margin + N_PIXELS] = images
-        # (N, 2 m + 1, 784): windows[i, k] is the 784 values at offset k of padded row i
-        self._windows = np.lib.stride_tricks.sliding_window_view(self.padded, N_PIXELS, axis=1)
-
-    @property
-    def images(self) -> np.ndarray:
-        """The images themselves, unmoved: a (read-only) view of the padded array."""
-        return self._windows[:, self.margin]
-
-    def __len__(self) -> int:
-        return len(self.padded)
-
-    def take(self, rows: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-        """Images ``rows``, image ``rows[b]`` moved ``dy[b]`` down and ``dx[b]`` right.
-
-        ``|dy|, |dx| <= max_shift``; returns a new ``(len(rows), 784)`` array.
-        """
-        out = self._windows[rows, self.margin - dy * SIDE - dx]
-        grid = out.reshape(len(out), SIDE, SIDE)
-        for d in range(1, self.max_shift + 1):  # the wrapped-around columns
-            grid[dx >= d, :, d - 1] = 0
-            grid[dx <= -d, :, SIDE - d] = 0
-        return out
-
-    def random(
-        self, rows: np.ndarray, rng: np.random.Generator, part: slice = slice(None)
-    ) -> np.ndarray:
-        """Images ``rows``, each moved by its own random offset: ``dy`` and ``dx``
-        independent and uniform on the integers of ``[-max_shift, max_shift]``, drawn from
-        ``rng`` (one call).
-
-        With ``part``, only the images ``rows[part]`` are made, but the offsets of all the
-        ``rows`` are drawn, so ``rng`` moves on as for the whole batch.
-        """
-        dy, dx = rng.integers(-self.max_shift, self.max_shift + 1, size=(2, len(rows)))
-        return self.take(rows[part], dy[part], dx[part])
 
 
 # ----------------------------------------------------------------------------- model
@@ -490,72 +358,6 @@ def evaluate_sharded(
     n = len(y[mine])
     mean = dist.allreduce_mean(np.array([loss or 0.0, acc or 0.0]), weight=n)
     return float(mean[0]), float(mean[1])
-
-
-# ----------------------------------------------------------------------------- output
-
-
-def _progress(iterable: Iterable, total: int, desc: str, enabled: bool) -> tuple[Iterable, Any]:
-    """``(iterable, bar)``: a tqdm bar when tqdm is installed and stdout is a terminal."""
-    if not enabled:
-        return iterable, None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return iterable, None
-    bar = tqdm(
-        iterable, total=total, desc=desc, leave=False, disable=None, unit="batch", file=sys.stdout
-    )
-    return bar, bar
-
-
-def _fmt(value: float | None) -> str:
-    return "   -  " if value is None else f"{value:.4f}"
-
-
-def summary_line(row: dict[str, Any], epochs: int) -> str:
-    width = len(str(epochs))
-    return (
-        f"epoch {row['epoch']:>{width}}/{epochs}  "
-        f"train loss {_fmt(row['train_loss'])}  train acc {_fmt(row['train_accuracy'])}  "
-        f"val loss {_fmt(row['val_loss'])}  val acc {_fmt(row['val_accuracy'])}  "
-        f"{row['seconds']:.1f} s"
-    )
-
-
-def plot_history(history: dict[str, list], path: str, title: str = "") -> None:
-    """Two panels, like a report figure: loss and accuracy per epoch, train and validation."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    FigureCanvasAgg(fig)  # the Agg backend, without touching pyplot's global state
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    epochs = history["epoch"]
-    for ax, key, label in ((ax_loss, "loss", "loss (NLL)"), (ax_acc, "accuracy", "accuracy")):
-        ax.plot(epochs, history[f"train_{key}"], "o-", label="train")
-        if any(v is not None for v in history[f"val_{key}"]):
-            ax.plot(epochs, history[f"val_{key}"], "s--", label="validation")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(label)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-    ax_loss.set_yscale("log")
-    ax_loss.set_title("loss per epoch")
-    ax_acc.set_title("accuracy per epoch")
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=150)
-
-
-def _write_json(path: str, data: Any) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -688,7 +490,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
         loss_sum = 0.0
         # Every process draws the same global minibatches (and shifts) from the same rng.
         batches = tg.datasets.batches(rows, y_train, args.batch_size, rng=shuffle_rng)
-        iterable, bar = _progress(
+        iterable, bar = progress_bar(
             batches,
             steps_per_epoch,
             f"epoch {epoch}/{args.epochs}",
@@ -744,7 +546,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
         "completed": last == args.epochs,
     }
     if args.metrics is not None and main_process:
-        _write_json(args.metrics, metrics)
+        write_json(args.metrics, metrics)
     if args.plot is not None and history["epoch"] and main_process:
         plot_history(
             history,

@@ -2,11 +2,13 @@
 
 Each script runs in a subprocess as ``__main__``, after ``tapegrad.mnist.MIRRORS`` has
 been pointed at a ``file://`` URL that does not exist, so every download fails at once,
-with or without a network.
+with or without a network. (And the examples share code through ``examples/_cli.py``
+only: none imports another.)
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import pytest
 from tapegrad.mnist import MNIST_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["mnist_tape.py", "newton_logreg.py"]
+SCRIPTS = ["mnist_tape.py", "mnist_cnn.py", "newton_logreg.py"]
 FILES = [f"{stem}.gz" for stem in MNIST_FILES.values()]
 
 RUN_WITHOUT_MIRRORS = """
@@ -85,3 +87,16 @@ def test_damaged_file_is_one_message_naming_it(tmp_path, script):
     damaged.write_bytes(b"not gzip at all")
     err = assert_one_clear_error(run_example(script, data_dir=tmp_path), script)
     assert str(damaged) in err and "corrupt gzip data" in err
+
+
+def test_no_example_imports_another():
+    examples = ROOT / "examples"
+    scripts = {path.stem for path in examples.glob("*.py")} - {"_cli"}
+    for path in examples.glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+        assert not imported & scripts, f"{path.name} imports {sorted(imported & scripts)}"

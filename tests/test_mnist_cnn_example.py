@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 def cnn():
     """examples/mnist_cnn.py, imported as a module (it is not a package)."""
     path = REPO / "examples" / "mnist_cnn.py"
-    sys.path.insert(0, str(path.parent))  # it imports _cli and mnist_tape beside it
+    sys.path.insert(0, str(path.parent))  # it imports _cli beside it
     spec = importlib.util.spec_from_file_location("mnist_cnn", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["mnist_cnn"] = module
