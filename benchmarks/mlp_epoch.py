@@ -272,7 +272,11 @@ class TapegradImpl(Impl):
 
 
 class TapegradJitImpl(TapegradImpl):
-    """The same step (gradient and SGD update) compiled once with ``tg.jit``."""
+    """The same step (gradient and SGD update) compiled once with ``tg.jit``.
+
+    It returns the loss, as the numpy step and the eager step compute it, so the compiler
+    cannot drop the loss's forward as dead code: every column does the same work.
+    """
 
     name = "tapegrad-jit"
 
@@ -281,8 +285,9 @@ class TapegradJitImpl(TapegradImpl):
         vg, update = self.value_and_grad, self.opt.update
 
         def step(params, opt_state, x, y):
-            _loss, grads = vg(params, x, y)
-            return update(params, grads, opt_state)
+            loss, grads = vg(params, x, y)
+            params, opt_state = update(params, grads, opt_state)
+            return params, opt_state, loss
 
         self.step = tg.jit(step)
 
@@ -291,7 +296,7 @@ class TapegradJitImpl(TapegradImpl):
         step = self.step
         for s in batch_starts(n_used, batch):
             e = min(s + batch, n_used)
-            params, opt_state = step(params, opt_state, x[s:e], y[s:e])
+            params, opt_state, _loss = step(params, opt_state, x[s:e], y[s:e])
         return params, opt_state
 
 

@@ -11,13 +11,17 @@ program:
 2. :func:`eliminate_common_subexpressions`: a record that repeats an earlier one (the
    same primitive, the same arguments, the same parameters) is dropped, and its uses
    read the earlier result. The backward pass often recomputes what the forward pass
-   computed (``softmax`` in ``nll``'s rule, the transpose of a weight).
+   computed (the transpose of a weight).
 3. :func:`eliminate_dead_code`: records whose results no output needs are dropped (the
    forward's loss value when only the gradient is returned, masks of unused branches).
-4. :func:`generate`: Python source with one local variable per value, ``del`` after each
+4. :func:`share_residuals`: a record whose value an earlier record's forward already
+   saves for its VJP (``nll``'s softmax) is dropped, and the program takes the saved
+   array. It runs last: a saver it relies on must not be dropped afterwards.
+5. :func:`generate`: Python source with one local variable per value, ``del`` after each
    value's last use (so memory falls as it runs, as in the code ``torch.fx`` generates),
-   and numpy's ``out=`` where an elementwise op can write into a buffer that a dying
-   value of the same shape and dtype leaves behind.
+   and numpy's ``out=`` where an op that can write into a given array (its primitive
+   says ``out``) finds a dying value of the same shape and dtype whose array no view
+   shares (made and read only by ``fresh`` primitives).
 
 The program calls each primitive's own numpy forward on the same values in the same
 order as the traced call did, so its results are bit for bit those of the uncompiled
@@ -33,7 +37,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from tapegrad.tape import Primitive, Record, Tape
+from tapegrad.tape import Params, Primitive, Record, Tape
 
 __all__ = [
     "Const",
@@ -44,6 +48,7 @@ __all__ = [
     "fold_constants",
     "from_tape",
     "generate",
+    "share_residuals",
 ]
 
 
@@ -59,11 +64,14 @@ class Program:
     """A tape as a program: input nodes, records in order, and the outputs.
 
     ``outputs`` holds, per output leaf, the node that computes it or a :class:`Const`.
+    ``residuals`` maps the node of a record that saves (``nll``) to the node its saved
+    value stands for (see :func:`share_residuals`).
     """
 
     inputs: tuple[int, ...]
     records: tuple[Record, ...]
     outputs: tuple[int | Const, ...]
+    residuals: Params = attrs.field(factory=Params, converter=Params)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -100,7 +108,7 @@ def fold_constants(program: Program) -> Program:
     outputs = tuple(
         Const(consts[o]) if isinstance(o, int) and o in consts else o for o in program.outputs
     )
-    return Program(program.inputs, tuple(kept), outputs)
+    return attrs.evolve(program, records=tuple(kept), outputs=outputs)
 
 
 def _arg_key(arg: Any, parent: int | None) -> Any:
@@ -140,7 +148,7 @@ def eliminate_common_subexpressions(program: Program) -> Program:
             seen[key] = rec.out
         kept.append(rec)
     outputs = tuple(rename.get(o, o) if isinstance(o, int) else o for o in program.outputs)
-    return Program(program.inputs, tuple(kept), outputs)
+    return attrs.evolve(program, records=tuple(kept), outputs=outputs)
 
 
 def eliminate_dead_code(program: Program) -> Program:
@@ -151,13 +159,49 @@ def eliminate_dead_code(program: Program) -> Program:
         if rec.out in live:
             kept.append(rec)
             live.update(p for p in rec.parents if p is not None)
-    return Program(program.inputs, tuple(reversed(kept)), program.outputs)
+    return attrs.evolve(program, records=tuple(reversed(kept)))
+
+
+def share_residuals(program: Program) -> Program:
+    """Drop each record whose value an earlier record's forward saves as its residual.
+
+    ``nll``'s forward computes the softmax of the logits for its VJP; inside a compiled
+    step the rule cannot use that array (it is a value of the traced call), so it records
+    ``softmax(logits, axis=1)`` again. Here that record goes, and the program takes the
+    saved array from ``nll``'s line instead: the same floats (the primitive's
+    ``residual`` declares them equal), computed once.
+    """
+    offered: list[tuple[Primitive, tuple, Params, int]] = []  # residuals not yet taken
+    residuals: dict[int, int] = dict(program.residuals)
+    kept = []
+    for rec in program.records:
+        match = next(
+            (
+                offer
+                for offer in offered
+                if offer[0] is rec.primitive and offer[1] == rec.parents and offer[2] == rec.params
+            ),
+            None,
+        )
+        if match is not None:
+            offered.remove(match)
+            residuals[match[3]] = rec.out
+            continue
+        spec = rec.primitive.residual
+        if spec is not None:
+            prim, positions, params = spec
+            parents = tuple(rec.parents[i] for i in positions)
+            if None not in parents:
+                offered.append((prim, parents, params, rec.out))
+        kept.append(rec)
+    return attrs.evolve(program, records=tuple(kept), residuals=residuals)
 
 
 PASSES: tuple[Callable[[Program], Program], ...] = (
     fold_constants,
     eliminate_common_subexpressions,
     eliminate_dead_code,
+    share_residuals,
 )
 
 
@@ -261,6 +305,10 @@ def generate(program: Program, name: str = "program") -> tuple[str, dict[str, An
     last = _last_uses(program)
     outputs = {o for o in program.outputs if isinstance(o, int)}
     producers = {rec.out: rec for rec in program.records}
+    for rec in program.records:  # a saved residual: made by its saver, with its value
+        if rec.out in program.residuals:
+            node = program.residuals[rec.out]
+            producers[node] = attrs.evolve(rec, out=node, ans=rec.saved)
     uses: dict[int, list[Record]] = {}
     for rec in program.records:
         for p in rec.parents:
@@ -279,9 +327,12 @@ def generate(program: Program, name: str = "program") -> tuple[str, dict[str, An
         if into is not None:
             args.append(f"out=v{into}")
         call = f"{fn}({', '.join(args)})"
-        if rec.primitive.saves:
-            call += "[0]"  # the residual is for the derivative, not needed here
-        lines.append(f"    v{rec.out} = {call}")
+        if rec.out in program.residuals:  # the value and the residual a later op needs
+            lines.append(f"    v{rec.out}, v{program.residuals[rec.out]} = {call}")
+        else:
+            if rec.primitive.saves:
+                call += "[0]"  # the residual is for the derivative, not needed here
+            lines.append(f"    v{rec.out} = {call}")
         dead = [p for p in dict.fromkeys(rec.parents) if p is not None and last.get(p) == k]
         dead = [p for p in dead if p not in outputs and p != into]
         if dead:

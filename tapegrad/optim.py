@@ -49,7 +49,6 @@ ops on it (``tg.cos``, ``tg.minimum``), not with ``math``.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -165,6 +164,14 @@ class Optimizer:
 
 def _apply(p: Any, u: Any) -> Any:
     """``p + u`` in ``p``'s dtype; ``u`` is an update the rule has just made."""
+    if (  # _add_to_fresh's in-place case, tested first: every eager leaf takes it
+        type(u) is np.ndarray
+        and type(p) is np.ndarray
+        and u.dtype == p.dtype
+        and u.shape == p.shape
+        and u.ndim
+    ):
+        return np.add(u, p, out=u)
     if dtype_of(u) != dtype_of(p):
         u = ops.cast(u, dtype_of(p))
     return _add_to_fresh(u, p)
@@ -309,50 +316,45 @@ class _ShapeMismatch(Exception):
     pass
 
 
-def _map_checked(fn: Callable[..., Any], params: Any, grads: Any, *rest: Any) -> Any:
-    """``tree_map(fn, params, grads, *rest)``; a leaf shape mismatch names the leaf's path.
-
-    Shapes must match exactly: broadcasting a gradient would silently hide a bug.
-    """
-
-    def checked(p: Any, g: Any, *more: Any) -> Any:
-        if shape_of(p) != shape_of(g):
-            raise _ShapeMismatch
-        return fn(p, g, *more)
-
-    try:
-        return tree_map(checked, params, grads, *rest)
-    except _ShapeMismatch:
-        raise _shape_error(params, grads) from None
-
-
 def _per_leaf(
     n: int, fn: Callable[..., Any], params: Any, grads: Any, *states: Any, decay: Any
 ) -> Any:
     """``fn(p, g, *state_leaves, d)`` leaf by leaf: ``n`` trees shaped like ``params`` (one
     tree when ``n == 1``). ``decay`` is a tree of bools or one bool for every leaf (``d``).
+
+    Shapes must match exactly (broadcasting a gradient would silently hide a bug): a
+    mismatch names the leaf's path.
     """
     if type(decay) is bool:
-        body = functools.partial(_with_decay, fn, decay)
+
+        def call(p: Any, g: Any, *more: Any) -> Any:
+            if shape_of(p) != shape_of(g):
+                raise _ShapeMismatch
+            return fn(p, g, *more, decay)
+
     else:
         states = (*states, decay)
-        body = fn
+
+        def call(p: Any, g: Any, *more: Any) -> Any:
+            if shape_of(p) != shape_of(g):
+                raise _ShapeMismatch
+            return fn(p, g, *more)
+
     if n == 1:
-        return _map_checked(body, params, grads, *states)
-    # tree_map walks params' leaves in tree_leaves order, the order tree_unflatten fills
-    columns: list[list] = [[] for _ in range(n)]
-    appends = [c.append for c in columns]
+        body = call
+    else:  # tree_map walks params' leaves in tree_leaves order, which tree_unflatten fills
+        columns: list[list] = [[] for _ in range(n)]
+        appends = [c.append for c in columns]
 
-    def collect(*leaves: Any) -> None:
-        for append, value in zip(appends, body(*leaves), strict=True):
-            append(value)
+        def body(*leaves: Any) -> None:
+            for append, value in zip(appends, call(*leaves), strict=True):
+                append(value)
 
-    _map_checked(collect, params, grads, *states)
-    return tuple(tree_unflatten(params, c) for c in columns)
-
-
-def _with_decay(fn: Callable[..., Any], decay: bool, *leaves: Any) -> Any:
-    return fn(*leaves, decay)
+    try:
+        out = tree_map(body, params, grads, *states)
+    except _ShapeMismatch:
+        raise _shape_error(params, grads) from None
+    return out if n == 1 else tuple(tree_unflatten(params, c) for c in columns)
 
 
 def matrices_only(params: Any) -> Any:
@@ -458,7 +460,9 @@ def sgd(lr: float | Schedule, *, weight_decay: float = 0.0, mask: Mask = None) -
         rate = _negative_rate(lr, state.step)
 
         def leaf(p: Any, g: Any, d: bool) -> Any:
-            u = ops.multiply(_l2(g, p, d, wd), _in_dtype(rate, p))
+            if d:
+                g = _l2(g, p, d, wd)
+            u = ops.multiply(g, rate if type(rate) is float else _in_dtype(rate, p))
             return _apply(p, u) if apply else u
 
         out = _per_leaf(1, leaf, params, grads, decay=_decay_mask(params, wd, mask))

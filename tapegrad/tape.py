@@ -67,8 +67,13 @@ class Primitive:
     were traced by an outer transform, and the rule must then recompute it with tapegrad's
     ops so that the derivative of the derivative stays right.
 
+    ``residual``, for a primitive that saves, says what the saved value is, as
+    ``(primitive, argument positions, params)``: bit for bit, that primitive's forward on
+    those of this record's arguments (``nll`` saves ``softmax(logits, axis=1)``). A
+    compiled program then takes a later record computing that value from the saver.
+
     Two facts about the forward let the compiler reuse memory (a numpy ufunc has both):
-    ``fresh``, its result is an array it allocated, never a view of an argument; and
+    ``fresh``, its results are arrays it allocated, never views of an argument; and
     ``out``, it accepts ``out=``, an array of the result's shape and dtype, possibly one
     of its own arguments, to write the result into, giving the same floats.
     """
@@ -77,6 +82,7 @@ class Primitive:
     forward: Callable[..., Any]
     vjp: Callable[..., Any]
     saves: bool = False
+    residual: tuple[Primitive, tuple[int, ...], Params] | None = None
     fresh: bool = False
     out: bool = False
 

@@ -318,3 +318,32 @@ def test_constant_folding_computes_records_that_read_no_input():
     assert len(folded) == 0 and isinstance(folded.outputs[0], compiler.Const)
     function, source = compiler.compile_program(folded)
     assert function(np.zeros(2))[0].tolist() == [2.0, 2.0] and "return (c" in source
+
+
+@given(
+    batch=st.integers(1, 5),
+    classes=st.integers(2, 6),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_nll_saves_exactly_the_softmax_it_declares(batch, classes, dtype, seed):
+    """share_residuals replaces softmax(logits, axis=1) by nll's saved array: bit for bit."""
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal((batch, classes)) * 10).astype(dtype)
+    labels = rng.integers(0, classes, batch)
+    prim, positions, params = tg.ops.layers.NLL.residual
+    _loss, saved = tg.ops.layers.NLL.forward(logits, labels)
+    args = (logits, labels)
+    assert_bitwise_equal(saved, prim.forward(*(args[i] for i in positions), **params))
+
+
+def test_a_step_that_returns_the_loss_computes_the_softmax_once():
+    def step(params, x, y):
+        value, grads = tg.value_and_grad(loss)(params, x, y)
+        return grads, value
+
+    params, x, y = mlp_problem(8)
+    lowered = tg.jit(step).lower(params, x, y)
+    assert "softmax(" not in lowered.source  # nll's saved softmax, not a second one
+    assert ", v" in lowered.source.split("nll(")[0].splitlines()[-1]  # v, probs = nll(..)
+    assert_bitwise_equal(tg.jit(step)(params, x, y), step(params, x, y))

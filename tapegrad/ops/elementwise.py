@@ -179,10 +179,30 @@ def _relu_vjp(i, g, ans, x):
     The mask is read off the output (``relu(x) > 0`` exactly where ``x > 0``, NaN
     included), so a compiled step need not keep ``x``: relu can overwrite it.
     """
-    return g * greater(ans, 0)
+    return relu_backward(g, ans)
 
 
 RELU = Primitive("relu", _relu_forward, _relu_vjp, fresh=True, out=True)
+
+
+def _relu_backward_forward(g, y, out=None):
+    return np.multiply(g, y > 0, out=out)  # the floats of g * greater(y, 0)
+
+
+def _relu_backward_vjp(i, gg, ans, g, y):
+    """``g [y > 0]`` is linear in ``g`` (the same mask) and piecewise constant in ``y``."""
+    return relu_backward(gg, y) if i == 0 else None
+
+
+RELU_BACKWARD = Primitive(
+    "relu_backward", _relu_backward_forward, _relu_backward_vjp, fresh=True, out=True
+)
+
+
+def relu_backward(g: ArrayLike, y: ArrayLike) -> ArrayLike:
+    """relu's VJP as one op: ``g [y > 0]`` for the cotangent ``g`` of ``y = relu(x)``
+    (the mask computed inside the op, from the recorded ``y``)."""
+    return bind(RELU_BACKWARD, (g, y))
 
 
 @op(sample=unary(-3, 3, avoid=(0,)), convention="relu'(0) = 0")

@@ -11,7 +11,7 @@ from tapegrad.ops.core import ArrayLike, cast, equal, reshape, sum
 from tapegrad.ops.elementwise import exp
 from tapegrad.ops.reductions import logsumexp_forward
 from tapegrad.ops.registry import Interval, op
-from tapegrad.tape import Primitive, Traced, bind
+from tapegrad.tape import Params, Primitive, Traced, bind
 
 __all__ = ["affine", "log_softmax", "nll", "nll_backward", "softmax"]
 
@@ -193,7 +193,9 @@ def nll_backward(probs: ArrayLike, labels: ArrayLike, g: ArrayLike) -> ArrayLike
     return bind(NLL_BACKWARD, (probs, labels, g))
 
 
-NLL = Primitive("nll", _nll_forward, _nll_vjp, saves=True)
+NLL = Primitive(
+    "nll", _nll_forward, _nll_vjp, saves=True, residual=(SOFTMAX, (0,), Params(axis=1)), fresh=True
+)
 
 
 def _sample_nll(draw):
