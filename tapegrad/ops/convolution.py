@@ -2,18 +2,22 @@
 PyTorch's layout and meaning: ``conv2d``, ``conv1d``, ``max_pool2d``, ``avg_pool2d``.
 
 The convolution is one primitive built on ``numpy.lib.stride_tricks.sliding_window_view``
-and matrix products. The padded input is copied once into ``kw`` column-shifted planes;
-the *taps* (kernel column, channel) of kernel row ``a`` over all ``M = Ho N Wo`` output
-pixels are then a block of rows of those planes, a view: the output is ``sum_a W_a
-taps_a``, one batched ``np.matmul`` over (kernel row, group), with ``W_a (groups,
-O/groups, kw C/groups)``. When a kernel row has few taps (a CNN's first layer) the rows
-are packed into one matrix of columns ``(groups, kh kw C/groups, M)`` (im2col) and
-multiplied once. Its two VJPs are products of the same sizes:
+and matrix products. The padded input is copied once into ``kw`` column-shifted planes,
+laid out so that the taps (kernel row, kernel column, channel) of output row ``i`` over
+the ``N Wo`` pixels of that row in every image are one block of consecutive rows, a view:
+the output is one product ``W taps_i`` per output row, all in one batched ``np.matmul``
+over (group, output row), with ``W (groups, O/groups, kh kw C/groups)``. When a kernel
+row has few taps (a CNN's first layer) each image's windows are copied instead (im2col)
+and multiplied image by image, straight into the ``(N, O, Ho, Wo)`` layout. Its two VJPs
+are products of the same sizes:
 
-- for the weight, a correlation of the input with the cotangent: ``dW_a = g taps_a^T``;
+- for the weight, a correlation of the input with the cotangent: ``dW = sum_i g_i
+  taps_i^T`` (the forward's taps, a product per output row, summed);
 - for the input, a transposed (strided, dilated) convolution of the cotangent with the
-  kernel, ``taps'_a = W_a^T g``, each tap added back onto the pixel it was read from
-  ("col2im": ``kh + kw`` vectorised adds).
+  kernel, computed as a correlation of the (zero-padded) cotangent with the flipped
+  kernel: one product per input row over the cotangent's rows (a view, like the taps),
+  reducing over kernel rows and output channels, then ``kw`` shifted adds of the kernel
+  columns onto the image.
 
 Each VJP is itself a primitive (:func:`conv2d_input_grad`, :func:`conv2d_weight_grad`)
 whose own VJPs are the other two of the three, so derivatives of every order are products
@@ -178,118 +182,128 @@ def _crop(xp: np.ndarray, pads: Padding, size: Pair) -> np.ndarray:
     return xp[..., top : top + size[0], left : left + size[1]]
 
 
-# The matrices of a convolution. A *tap* is one (kernel column, channel) pair of a group,
-# ``K = kw * C/groups`` of them; an output pixel is one of ``M = Ho * N * Wo``, ordered
-# (output row, image, output column). The taps of kernel row ``a`` over all output
-# pixels are then a block of ``Ho`` consecutive rows of a column-shifted copy of the
-# input, ``shifted (groups, kw, C/groups, Hp, N, Wo)``: no copy per kernel row. So the
-# convolution is ``kh`` products ``W_a (groups, O/groups, K) @ taps_a (groups, K, M)``,
-# one batched matmul over (kernel row, group), summed over the kernel rows. With few
-# taps (``K < _PACK_BELOW``: the first layer of a CNN, K = 5) such products are too thin
-# for BLAS, and the kernel rows are packed into one matrix ``(groups, kh K, M)`` instead
-# (im2col).
+# The matrices of a convolution. A *tap* is one (kernel row, kernel column, channel)
+# triple of a group, ``K = kh * kw * C/groups`` of them, in that order. The taps of every
+# output pixel are gathered in one of two layouts, both multiplied by the weights as
+# ``W (groups, O/groups, K)`` in batched ``np.matmul`` calls (no sum over kernel rows):
+#
+# - *rows* (the default): ``(groups, Ho, K, N Wo)``, the taps of output row ``i`` for the
+#   ``N Wo`` pixels of that row in every image. The padded input is copied once into
+#   ``kw`` column-shifted planes laid out ``(groups, Hp, kw, C/groups, N, Wo)``: input row
+#   ``r`` holds ``kw C/groups`` consecutive matrix rows of ``N Wo`` floats, so the taps of
+#   output row ``i`` (input rows ``i .. i + kh - 1``) are ``K`` consecutive matrix rows, a
+#   view (with stride 1 vertically; dilated rows are copied). One product per output row
+#   with the whole kernel (``K`` = 400 for a 16-channel 5x5 layer), ``Ho`` of them per call.
+# - *packed* (few taps per kernel row, ``kw C/groups < _PACK_BELOW``: a CNN's first layer):
+#   ``(N, groups, K, Ho, Wo)``, a copy of each image's windows (im2col), one product per
+#   image. Its output is already ``(N, O, Ho Wo)`` and the cotangent needs no transposing
+#   copy; with few channels that saves more than the bigger copy costs.
 
 _PACK_BELOW = 32
 
 
 def _taps(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding, dilation: Pair, groups: int):
-    """The windows of the padded ``x (N, C, H, W)`` as ``(kh, groups, K, M)``: taps of
-    kernel row ``a`` for every output pixel. A view of the column-shifted copy (made with
-    short runs, ``kw`` times the input's size), or with few taps a packed copy."""
+    """The windows of the padded ``x (N, C, H, W)``: ``(groups, Ho, K, N Wo)`` (a view of
+    ``kw`` column-shifted copies of the input), or with few taps ``(N, groups, K, Ho, Wo)``
+    (packed, a copy)."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     xp = _pad(x, padding)
     n, c, hp, _ = xp.shape
     cg = c // groups
     ho, wo = _output_hw(xp.shape, kernel, stride, ((0, 0), (0, 0)), dilation)
-    across = sliding_window_view(xp, (kw - 1) * dw + 1, axis=3)[..., ::sw, ::dw]
-    across = across.reshape(n, groups, cg, hp, wo, kw).transpose(1, 5, 2, 3, 0, 4)
-    shifted = np.empty(across.shape, xp.dtype)  # [g, b, c, r, n, j] = xp[n, g c, r, d b + s j]
-    np.copyto(shifted, across)
-    down = sliding_window_view(shifted, (kh - 1) * dh + 1, axis=3)[:, :, :, ::sh, :, :, ::dh]
-    down = down.transpose(6, 0, 1, 2, 3, 4, 5)  # (kh, groups, kw, cg, Ho, N, Wo)
     if kw * cg < _PACK_BELOW:
-        packed = np.empty((groups, kh, kw, cg, ho, n, wo), xp.dtype)
-        np.copyto(packed, down.transpose(1, 0, 2, 3, 4, 5, 6))
-        return packed.reshape(groups, kh, kw * cg, ho * n * wo).transpose(1, 0, 2, 3)
-    return down.reshape(kh, groups, kw * cg, ho * n * wo)  # a view when the stride is 1
+        win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+        win = win[:, :, ::sh, ::sw, ::dh, ::dw].reshape(n, groups, cg, ho, wo, kh, kw)
+        packed = np.empty((n, groups, kh, kw, cg, ho, wo), xp.dtype)
+        np.copyto(packed, win.transpose(0, 1, 5, 6, 2, 3, 4))
+        return packed.reshape(n, groups, kh * kw * cg, ho, wo)
+    across = sliding_window_view(xp, (kw - 1) * dw + 1, axis=3)[..., ::sw, ::dw]
+    across = across.reshape(n, groups, cg, hp, wo, kw).transpose(1, 3, 5, 2, 0, 4)
+    shifted = np.empty(across.shape, xp.dtype)  # [g, r, b, c, n, j] = xp[n, g c, r, d b + s j]
+    np.copyto(shifted, across)
+    down = sliding_window_view(shifted, (kh - 1) * dh + 1, axis=1)[:, ::sh, ..., ::dh]
+    down = down.transpose(0, 1, 6, 2, 3, 4, 5)  # (groups, Ho, kh, kw, cg, N, Wo)
+    return down.reshape(groups, ho, kh * kw * cg, n * wo)  # a view when dh == 1
 
 
 def _packed(taps: np.ndarray) -> bool:
-    """Whether ``taps (kh, groups, K, M)`` is the transpose of one ``(groups, kh K, M)``."""
-    return taps.transpose(1, 0, 2, 3).flags.c_contiguous
+    """Whether ``taps`` is the packed ``(N, groups, K, Ho, Wo)``, not the rows."""
+    return taps.ndim == 5
 
 
-def _weight_rows(w: np.ndarray, groups: int) -> np.ndarray:
-    """``w (O, C/groups, kh, kw)`` as ``(kh, groups, O/groups, K)``, taps in order."""
+def _weight_matrix(w: np.ndarray, groups: int) -> np.ndarray:
+    """``w (O, C/groups, kh, kw)`` as ``(groups, 1, O/groups, K)``, taps in order."""
     o, cg, kh, kw = w.shape
-    w = w.reshape(groups, o // groups, cg, kh, kw).transpose(3, 0, 1, 4, 2)
-    return w.reshape(kh, groups, o // groups, kw * cg)
+    w = w.reshape(groups, o // groups, cg, kh, kw).transpose(0, 1, 3, 4, 2)
+    return w.reshape(groups, 1, o // groups, kh * kw * cg)
 
 
-def _join(rows: np.ndarray) -> np.ndarray:
-    """``(kh, groups, A, B)`` as ``(groups, kh A, B)``: the kernel rows stacked."""
-    kh, groups, a, b = rows.shape
-    return rows.transpose(1, 0, 2, 3).reshape(groups, kh * a, b)
-
-
-def _join_weights(rows: np.ndarray) -> np.ndarray:
-    """``(kh, groups, O/groups, K)`` as ``(groups, O/groups, kh K)``: side by side."""
-    kh, groups, o, k = rows.shape
-    return rows.transpose(1, 2, 0, 3).reshape(groups, o, kh * k)
-
-
-def _output_matrix(g: np.ndarray, groups: int) -> np.ndarray:
-    """A convolution's output (or its cotangent) ``(N, O, Ho, Wo)`` as ``(groups, O/groups, M)``."""
+def _output_rows(g: np.ndarray, groups: int) -> np.ndarray:
+    """An output (or its cotangent) ``(N, O, Ho, Wo)`` as ``(groups, Ho, O/groups, N Wo)``:
+    the layout of the products with the rows."""
     n, o, ho, wo = g.shape
-    g = g.reshape(n, groups, o // groups, ho, wo).transpose(1, 2, 3, 0, 4)
-    return g.reshape(groups, o // groups, ho * n * wo)
+    rows = np.empty((groups, ho, o // groups, n, wo), g.dtype)
+    np.copyto(rows, g.reshape(n, groups, o // groups, ho, wo).transpose(1, 3, 2, 0, 4))
+    return rows.reshape(groups, ho, o // groups, n * wo)
 
 
 def _apply(w: np.ndarray, taps: np.ndarray, groups: int) -> np.ndarray:
-    """``sum_a W_a taps_a``: the convolution as ``(groups, O/groups, M)``."""
-    rows = _weight_rows(w, groups)
+    """``W taps``: the convolution as ``(N, O, Ho, Wo)`` (a fresh array) or, from the
+    rows, ``(groups, Ho, O/groups, N Wo)``."""
     if _packed(taps):
-        return np.matmul(_join_weights(rows), _join(taps))
-    return np.matmul(rows, taps).sum(axis=0)
+        n, _, k, ho, wo = taps.shape
+        y = np.matmul(_weight_matrix(w, groups)[:, 0], taps.reshape(n, groups, k, ho * wo))
+        return y.reshape(n, w.shape[0], ho, wo)
+    return np.matmul(_weight_matrix(w, groups), taps)
 
 
 def _weight_grad_from_taps(taps: np.ndarray, g: np.ndarray, w_shape, groups: int):
-    """``dW_a = g taps_a^T`` for each kernel row, as ``(O, C/groups, kh, kw)``."""
+    """``dW = sum g taps^T`` over the products (output rows, or images), as ``(O, C/groups,
+    kh, kw)``."""
     o, cg, kh, kw = w_shape
-    gt = _output_matrix(np.asarray(g), groups).transpose(0, 2, 1)  # (groups, M, O/groups)
-    # taps (K, M) times g^T (M, O/groups): the faster orientation for OpenBLAS (M large)
+    g = np.asarray(g)
     if _packed(taps):
-        dw = np.matmul(_join(taps), gt).reshape(groups, kh, kw, cg, o // groups)
+        n, _, k, ho, wo = taps.shape
+        gt = g.reshape(n, groups, o // groups, ho * wo).transpose(0, 1, 3, 2)
+        dw = np.matmul(taps.reshape(n, groups, k, ho * wo), gt).sum(axis=0)
     else:
-        dw = np.matmul(taps, gt).reshape(kh, groups, kw, cg, o // groups).transpose(1, 0, 2, 3, 4)
-    return dw.transpose(0, 4, 3, 1, 2).reshape(w_shape)
+        dw = np.matmul(taps, _output_rows(g, groups).transpose(0, 1, 3, 2)).sum(axis=1)
+    dw = dw.reshape(groups, kh, kw, cg, o // groups).transpose(0, 4, 3, 1, 2)
+    return dw.reshape(w_shape)
 
 
 def _input_grad(g: np.ndarray, w: np.ndarray, x_shape, stride, padding, dilation, groups):
-    """``W_a^T g`` for each kernel row (one product, or kh batched ones), each tap added
-    back onto the pixel it was read from (col2im): the kernel rows onto the column-shifted
-    planes (contiguous blocks), then the ``kw`` planes onto the image."""
-    _, cg, kh, kw = w.shape
-    n, c, h, wd = x_shape
-    (top, bottom), (left, right) = padding
+    """The transposed convolution as a correlation of the cotangent with the flipped
+    kernel, by input row: ``dx`` row ``y`` reads the cotangent's rows ``y + top - d a``,
+    which are ``kh O/groups`` consecutive matrix rows of the cotangent laid out ``(groups,
+    rows, O/groups, N, Wo)`` with ``d (kh - 1)`` zero rows above (and, for a stride ``s >
+    1``, ``s - 1`` zero rows between two rows: the products then spend ``s`` times the
+    floats). One product per input row reduces over the kernel rows and output channels,
+    ``(kw C/groups, kh O/groups) @ (kh O/groups, N Wo)``; the ``kw`` kernel columns are
+    then added onto the image, shifted (``kw`` vectorised adds)."""
+    o, cg, kh, kw = w.shape
+    n, _, h, wd = x_shape
+    og = o // groups
+    (top, _), (left, right) = padding
     (sh, sw), (dh, dw) = stride, dilation
-    hp, wp = h + top + bottom, wd + left + right
-    ho, wo = _output_hw(x_shape, (kh, kw), stride, padding, dilation)
-    rows = _weight_rows(w, groups).transpose(0, 1, 3, 2)  # (kh, groups, K, O/groups)
-    gm = _output_matrix(g, groups)
-    if kw * cg < _PACK_BELOW:  # few taps: one product of the stacked kernel rows
-        taps = np.matmul(_join(rows), gm).reshape(groups, kh, kw, cg, ho, n, wo)
-        taps = taps.transpose(1, 0, 2, 3, 4, 5, 6)
-    else:
-        taps = np.matmul(rows, gm).reshape(kh, groups, kw, cg, ho, n, wo)
-    shifted = np.zeros((groups, kw, cg, hp, n, wo), taps.dtype)
-    for a in range(kh):
-        shifted[:, :, :, a * dh : a * dh + sh * (ho - 1) + 1 : sh] += taps[a]
-    out = np.zeros((groups, cg, hp, n, wp), taps.dtype)
+    ho, wo = g.shape[2:]
+    span = dh * (kh - 1)
+    # gq[:, span + s i] = g[:, :, i]: the rows of input row y are gq[top + y + d a'],
+    # a' = kh - 1 - a (the flipped kernel)
+    gq = np.zeros((groups, span + max(top + h, sh * (ho - 1) + 1), og, n, wo), g.dtype)
+    gq[:, span : span + sh * (ho - 1) + 1 : sh] = g.reshape(n, groups, og, ho, wo).transpose(
+        1, 3, 2, 0, 4
+    )
+    rows = sliding_window_view(gq[:, top : top + h + span], span + 1, axis=1)[..., ::dh]
+    rows = rows.transpose(0, 1, 5, 2, 3, 4).reshape(groups, h, kh * og, n * wo)  # view if d = 1
+    wt = w.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1].transpose(0, 4, 2, 3, 1)
+    wt = wt.reshape(groups, 1, kw * cg, kh * og)  # [g, (b, c), (a', o)]
+    z = np.matmul(wt, rows).reshape(groups, h, kw, cg, n, wo)
+    out = np.zeros((groups, h, cg, n, left + wd + right), z.dtype)
     for b in range(kw):
-        out[..., b * dw : b * dw + sw * (wo - 1) + 1 : sw] += shifted[:, b]
-    out = out.reshape(c, hp, n, wp).transpose(2, 0, 1, 3)
-    return np.ascontiguousarray(_crop(out, padding, (h, wd)))
+        out[..., b * dw : b * dw + sw * (wo - 1) + 1 : sw] += z[:, :, b]
+    out = out[..., left : left + wd].transpose(3, 0, 2, 1, 4)  # (N, groups, C/groups, H, W)
+    return np.ascontiguousarray(out).reshape(x_shape)
 
 
 # =======================================================================================
@@ -300,9 +314,19 @@ def _conv2d_forward(x, w, b=None, *, stride, padding, dilation, groups):
     x, w = np.asarray(x), np.asarray(w)
     o, _, kh, kw = w.shape
     n = x.shape[0]
-    ho, wo = _output_hw(x.shape, (kh, kw), stride, padding, dilation)
     taps = _taps(x, (kh, kw), stride, padding, dilation, groups)
-    y = _apply(w, taps, groups).reshape(o, ho, n, wo).transpose(2, 0, 1, 3)
+    y = _apply(w, taps, groups)
+    if _packed(taps):  # already (N, O, Ho, Wo), a fresh array
+        if b is None:
+            return y, taps
+        b = np.asarray(b).reshape(o, 1, 1)
+        if np.result_type(y, b) == y.dtype:
+            y += b
+            return y, taps
+        return y + b, taps
+    ho, nwo = y.shape[1], y.shape[3]
+    y = y.reshape(groups, ho, o // groups, n, nwo // n).transpose(3, 0, 2, 1, 4)
+    y = y.reshape(n, o, ho, nwo // n)  # (N, O, Ho, Wo), a view (groups joined)
     if b is None:
         return np.ascontiguousarray(y), taps
     b = np.asarray(b)
@@ -467,8 +491,9 @@ def conv2d_input_grad(
     transposed convolution of ``g (N, O, Ho, Wo)`` with ``w``, of shape ``x_shape``.
 
     ``dx[n, g c, s i + d p - top, s j + d q - left] += sum_o w[o, c, p, q] g[n, o, i, j]``:
-    the convolution of ``g``, dilated by the stride, with the flipped kernel. Computed as
-    the products ``W_a^T g`` of each kernel row, added back onto the windows (col2im).
+    the convolution of ``g``, dilated by the stride, with the flipped kernel. Computed so:
+    one product per input row over the cotangent's rows (kernel rows and output channels
+    reduced in the product), then ``kw`` shifted adds of the kernel columns.
 
     VJP: linear in ``g``, its transpose is ``conv2d(gg, w)``; d/dw is
     ``conv2d_weight_grad(gg, g)``.
@@ -502,7 +527,7 @@ def conv2d_weight_grad(
     correlation of ``x (N, C, H, W)`` with ``g (N, O, Ho, Wo)``, of shape ``w_shape``.
 
     ``dw[o, c, p, q] = sum_{n, i, j} g[n, o, i, j] xp[n, g c, s i + d p, s j + d q]``,
-    the products ``g taps_a^T`` of each kernel row and group.
+    the products ``g_i taps_i^T`` of each output row (or image) and group, summed.
 
     VJP: d/dx is ``conv2d_input_grad(g, gg)``; linear in ``g``, its transpose is
     ``conv2d(x, gg)``.
