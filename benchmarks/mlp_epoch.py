@@ -578,10 +578,16 @@ def peak_step_memory(x: np.ndarray, y: np.ndarray, seed: int, batch: int = 128) 
     def tapegrad_grads_only(params):
         return tape_impl.value_and_grad(params, xb, yb)
 
+    jit_step = TapegradJitImpl().step  # compiled by the warm-up call below, not traced
+
+    def tapegrad_jit_step(params):
+        return jit_step(params, opt.init(params), xb, yb)
+
     cases: list[tuple[str, Callable[[dict], Any]]] = [
         ("numpy step (in-place SGD)", lambda p: numpy_step(p, xb, yb)),
         ("tapegrad step (value_and_grad + sgd.update)", tapegrad_step),
         ("tapegrad value_and_grad only", tapegrad_grads_only),
+        ("tapegrad-jit step (the same step, compiled)", tapegrad_jit_step),
     ]
     peaks = {}
     for name, fn in cases:

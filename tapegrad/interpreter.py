@@ -58,7 +58,10 @@ def backward(tape: Tape, seeds: dict[int, Any], consume: bool = False) -> dict[i
             x = args[i]
             if ct.shape != x.shape or (ct.dtype is not x.dtype and ct.dtype != x.dtype):
                 ct = fit(ct, x)  # 3. fit it to the input
-            accumulate(cts, owned, parent, ct)  # 4. add it into the input's entry
+            if parent in cts:  # 4. add it into the input's entry
+                accumulate(cts, owned, parent, ct)
+            else:  # (the first contribution, kept as it is: accumulate's first case)
+                cts[parent] = ct
     for node, ct in cts.items():
         if type(ct) is IndexedCotangent:
             cts[node] = ct.dense()

@@ -316,6 +316,10 @@ class _ShapeMismatch(Exception):
     pass
 
 
+def _differ(p: Any, g: Any) -> bool:
+    return shape_of(p) != shape_of(g)
+
+
 def _per_leaf(
     n: int, fn: Callable[..., Any], params: Any, grads: Any, *states: Any, decay: Any
 ) -> Any:
@@ -328,7 +332,7 @@ def _per_leaf(
     if type(decay) is bool:
 
         def call(p: Any, g: Any, *more: Any) -> Any:
-            if shape_of(p) != shape_of(g):
+            if (p.shape != g.shape) if type(p) is type(g) is np.ndarray else _differ(p, g):
                 raise _ShapeMismatch
             return fn(p, g, *more, decay)
 
@@ -336,7 +340,7 @@ def _per_leaf(
         states = (*states, decay)
 
         def call(p: Any, g: Any, *more: Any) -> Any:
-            if shape_of(p) != shape_of(g):
+            if (p.shape != g.shape) if type(p) is type(g) is np.ndarray else _differ(p, g):
                 raise _ShapeMismatch
             return fn(p, g, *more)
 
@@ -462,7 +466,8 @@ def sgd(lr: float | Schedule, *, weight_decay: float = 0.0, mask: Mask = None) -
         def leaf(p: Any, g: Any, d: bool) -> Any:
             if d:
                 g = _l2(g, p, d, wd)
-            u = ops.multiply(g, rate if type(rate) is float else _in_dtype(rate, p))
+            # an operator: numpy's multiply on a plain gradient, tapegrad's on a traced one
+            u = g * (rate if type(rate) is float else _in_dtype(rate, p))
             return _apply(p, u) if apply else u
 
         out = _per_leaf(1, leaf, params, grads, decay=_decay_mask(params, wd, mask))
