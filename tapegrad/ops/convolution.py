@@ -297,13 +297,17 @@ def _input_grad(g: np.ndarray, w: np.ndarray, x_shape, stride, padding, dilation
         1, 3, 2, 4, 0
     )
     rows = sliding_window_view(gq[:, top : top + h + span], span + 1, axis=1)[..., ::dh]
-    rows = rows.transpose(0, 1, 5, 2, 3, 4).reshape(groups, h, kh * og, wo * n)  # view if d = 1
+    rows = rows.transpose(0, 1, 5, 2, 3, 4).reshape(groups, h, kh, og, wo * n)
     wt = w.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1].transpose(0, 4, 2, 3, 1)
-    wt = wt.reshape(groups, 1, kw * cg, kh * og)  # [g, (b, c), (a', o)]
-    z = np.matmul(wt, rows).reshape(groups, h, kw, cg, wo, n)
-    out = np.zeros((groups, h, cg, left + wd + right, n), z.dtype)
-    for b in range(kw):
-        out[:, :, :, b * dw : b * dw + sw * (wo - 1) + 1 : sw] += z[:, :, b]
+    wt = np.ascontiguousarray(wt.reshape(groups, kw * cg, kh * og))  # [g, (b, c), (a', o)]
+    out = np.zeros((groups, h, cg, left + wd + right, n), np.result_type(wt, gq))
+    # Row by row into one small buffer (L2-sized for a CNN's layers), added while hot
+    z = np.empty((groups, kw * cg, wo * n), out.dtype)
+    columns = z.reshape(groups, kw, cg, wo, n)
+    for y in range(h):
+        np.matmul(wt, rows[:, y].reshape(groups, kh * og, wo * n), out=z)  # a view if d = 1
+        for b in range(kw):
+            out[:, y, :, b * dw : b * dw + sw * (wo - 1) + 1 : sw] += columns[:, b]
     out = out[:, :, :, left : left + wd].transpose(4, 0, 2, 1, 3)  # (N, groups, C/g, H, W)
     return np.ascontiguousarray(out).reshape(x_shape)
 
