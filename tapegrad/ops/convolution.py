@@ -5,8 +5,9 @@ The convolution is one primitive built on ``numpy.lib.stride_tricks.sliding_wind
 and matrix products. The padded input is copied once into ``kw`` column-shifted planes,
 laid out so that the taps (kernel row, kernel column, channel) of output row ``i`` over
 the ``N Wo`` pixels of that row in every image are one block of consecutive rows, a view:
-the output is one product ``W taps_i`` per output row, all in one batched ``np.matmul``
-over (group, output row), with ``W (groups, O/groups, kh kw C/groups)``. When a kernel
+the output is one product ``W taps_i`` per output row, batched ``np.matmul`` over (group,
+output row), with ``W (groups, O/groups, kh kw C/groups)`` (the kernel rows that would
+only read zero padding rows are left out of the border rows' products). When a kernel
 row has few taps (a CNN's first layer) each image's windows are copied instead (im2col)
 and multiplied image by image, straight into the ``(N, O, Ho, Wo)`` layout. Its two VJPs
 are products of the same sizes:
@@ -247,19 +248,54 @@ def _output_rows(g: np.ndarray, groups: int) -> np.ndarray:
     return rows.reshape(groups, ho, o // groups, n * wo)
 
 
-def _apply(w: np.ndarray, taps: np.ndarray, groups: int) -> np.ndarray:
+def _inside(first: int, step: int, count: int, size: int) -> Pair:
+    """``(a0, a1)``: the ``a`` in ``range(count)`` with ``0 <= first + step a < size``."""
+    a0 = max(0, -(first // step))
+    return a0, max(a0, min(count, -((first - size) // step)))
+
+
+def _row_runs(x_shape, kernel: Pair, stride: Pair, padding: Padding, dilation: Pair) -> list:
+    """The output rows as runs ``(i0, i1, a0, a1)``: rows ``i0 <= i < i1`` read the image
+    with kernel rows ``a0 <= a < a1`` only, the others read zero padding. The products
+    with the rows skip those taps: 6 of the 70 (output row, kernel row) pairs of a 5x5
+    kernel padded by 2 on 14 rows, as much of the products' work. (So a zero row of
+    padding never meets the weights, as in PyTorch, where an infinite weight gives no
+    ``0 * inf = NaN`` in the padding; the padding columns still do meet them.)"""
+    (top, _), _ = padding
+    ho, _ = _output_hw(x_shape, kernel, stride, padding, dilation)
+    runs: list[list[int]] = []
+    for i in range(ho):
+        a0, a1 = _inside(stride[0] * i - top, dilation[0], kernel[0], x_shape[2])
+        if runs and runs[-1][2:] == [a0, a1]:
+            runs[-1][1] = i + 1
+        else:
+            runs.append([i, i + 1, a0, a1])
+    return [tuple(run) for run in runs]
+
+
+def _apply(w: np.ndarray, taps: np.ndarray, groups: int, runs: list) -> np.ndarray:
     """``W taps``: the convolution as ``(N, O, Ho, Wo)`` (a fresh array) or, from the
-    rows, ``(groups, Ho, O/groups, N Wo)``."""
+    rows, ``(groups, Ho, O/groups, N Wo)``, one product per run of :func:`_row_runs`."""
+    wm = _weight_matrix(w, groups)
     if _packed(taps):
         n, _, k, ho, wo = taps.shape
-        y = np.matmul(_weight_matrix(w, groups)[:, 0], taps.reshape(n, groups, k, ho * wo))
+        y = np.matmul(wm[:, 0], taps.reshape(n, groups, k, ho * wo))
         return y.reshape(n, w.shape[0], ho, wo)
-    return np.matmul(_weight_matrix(w, groups), taps)
+    _, ho, k, nwo = taps.shape
+    per_row = k // w.shape[2]  # taps of one kernel row
+    y = np.empty((groups, ho, wm.shape[2], nwo), np.result_type(wm, taps))
+    for i0, i1, a0, a1 in runs:
+        ks = slice(a0 * per_row, a1 * per_row)
+        if a0 < a1:
+            np.matmul(wm[..., ks], taps[:, i0:i1, ks], out=y[:, i0:i1])
+        else:
+            y[:, i0:i1] = 0
+    return y
 
 
-def _weight_grad_from_taps(taps: np.ndarray, g: np.ndarray, w_shape, groups: int):
+def _weight_grad_from_taps(taps: np.ndarray, g: np.ndarray, w_shape, groups: int, runs: list):
     """``dW = sum g taps^T`` over the products (output rows, or images), as ``(O, C/groups,
-    kh, kw)``."""
+    kh, kw)``; from the rows, the runs of :func:`_row_runs` give the kernel rows of each."""
     o, cg, kh, kw = w_shape
     g = np.asarray(g)
     if _packed(taps):
@@ -267,7 +303,13 @@ def _weight_grad_from_taps(taps: np.ndarray, g: np.ndarray, w_shape, groups: int
         gt = g.reshape(n, groups, o // groups, ho * wo).transpose(0, 1, 3, 2)
         dw = np.matmul(taps.reshape(n, groups, k, ho * wo), gt).sum(axis=0)
     else:
-        dw = np.matmul(taps, _output_rows(g, groups).transpose(0, 1, 3, 2)).sum(axis=1)
+        k = taps.shape[2]
+        gt = _output_rows(g, groups).transpose(0, 1, 3, 2)  # (groups, Ho, N Wo, O/groups)
+        dw = np.zeros((groups, k, o // groups), np.result_type(taps, gt))
+        for i0, i1, a0, a1 in runs:
+            ks = slice(a0 * (k // kh), a1 * (k // kh))
+            if a0 < a1:
+                dw[:, ks] += np.matmul(taps[:, i0:i1, ks], gt[:, i0:i1]).sum(axis=1)
     dw = dw.reshape(groups, kh, kw, cg, o // groups).transpose(0, 4, 3, 1, 2)
     return dw.reshape(w_shape)
 
@@ -305,7 +347,12 @@ def _input_grad(g: np.ndarray, w: np.ndarray, x_shape, stride, padding, dilation
     z = np.empty((groups, kw * cg, wo * n), out.dtype)
     columns = z.reshape(groups, kw, cg, wo, n)
     for y in range(h):
-        np.matmul(wt, rows[:, y].reshape(groups, kh * og, wo * n), out=z)  # a view if d = 1
+        # only the kernel rows that meet rows of g (not its zero padding), as the forward
+        a0, a1 = _inside(top + y - span, dh, kh, sh * (ho - 1) + 1)
+        if a0 == a1:
+            continue
+        rows_y = rows[:, y, a0:a1].reshape(groups, (a1 - a0) * og, wo * n)  # a view if d = 1
+        np.matmul(wt[..., a0 * og : a1 * og], rows_y, out=z)
         for b in range(kw):
             out[:, y, :, b * dw : b * dw + sw * (wo - 1) + 1 : sw] += columns[:, b]
     out = out[:, :, :, left : left + wd].transpose(4, 0, 2, 1, 3)  # (N, groups, C/g, H, W)
@@ -321,7 +368,7 @@ def _conv2d_forward(x, w, b=None, *, stride, padding, dilation, groups):
     o, _, kh, kw = w.shape
     n = x.shape[0]
     taps = _taps(x, (kh, kw), stride, padding, dilation, groups)
-    y = _apply(w, taps, groups)
+    y = _apply(w, taps, groups, _row_runs(x.shape, (kh, kw), stride, padding, dilation))
     if _packed(taps):  # already (N, O, Ho, Wo), a fresh array
         if b is None:
             return y, taps
@@ -354,7 +401,8 @@ def _conv2d_vjp(i, g, ans, x, w, b=None, *, stride, padding, dilation, groups, s
         return bind(CONV2D_INPUT_GRAD, (g, w), {"x_shape": shape_of(x), **params})
     if i == 1:
         if saved is not None and type(g) is not Traced:
-            return _weight_grad_from_taps(saved, g, shape_of(w), groups)
+            runs = _row_runs(shape_of(x), shape_of(w)[2:], stride, padding, dilation)
+            return _weight_grad_from_taps(saved, g, shape_of(w), groups, runs)
         return bind(CONV2D_WEIGHT_GRAD, (x, g), {"w_shape": shape_of(w), **params})
     return sum(g, axis=(0, 2, 3))
 
@@ -382,8 +430,10 @@ CONV2D_INPUT_GRAD = Primitive(
 
 def _conv2d_weight_grad_forward(x, g, *, w_shape, stride, padding, dilation, groups):
     x = np.asarray(x)
-    taps = _taps(x, tuple(w_shape[2:]), stride, padding, dilation, groups)
-    return _weight_grad_from_taps(taps, g, w_shape, groups)
+    kernel = tuple(w_shape[2:])
+    taps = _taps(x, kernel, stride, padding, dilation, groups)
+    runs = _row_runs(x.shape, kernel, stride, padding, dilation)
+    return _weight_grad_from_taps(taps, g, w_shape, groups, runs)
 
 
 def _conv2d_weight_grad_vjp(i, gg, ans, x, g, *, w_shape, stride, padding, dilation, groups):
