@@ -316,46 +316,49 @@ def _weight_grad_from_taps(taps: np.ndarray, g: np.ndarray, w_shape, groups: int
 
 def _input_grad(g: np.ndarray, w: np.ndarray, x_shape, stride, padding, dilation, groups):
     """The transposed convolution as a correlation of the cotangent with the flipped
-    kernel, by input row: ``dx`` row ``y`` reads the cotangent's rows ``y + top - d a``,
-    which are ``kh O/groups`` consecutive matrix rows of the cotangent laid out ``(groups,
-    rows, O/groups, Wo, N)`` with ``d (kh - 1)`` zero rows above (and, for a stride ``s >
-    1``, ``s - 1`` zero rows between two rows: the products then spend ``s`` times the
-    floats). One product per input row reduces over the kernel rows and output channels,
-    ``(kw C/groups, kh O/groups) @ (kh O/groups, Wo N)``; the ``kw`` kernel columns are
-    then added onto the image, shifted (``kw`` vectorised adds). The images are the last
-    axis here (unlike the taps): the shifted adds are then runs of ``Wo N`` floats, not
-    of ``Wo``, and that saves more than the final transposing copy costs."""
+    kernel, by input row: ``dx`` row ``y`` meets the cotangent's rows ``(y + top - d a) /
+    s``, which are ``kh O/groups`` consecutive matrix rows of the cotangent laid out
+    ``(groups, rows, O/groups, Wo, N)`` (for a stride ``s > 1`` with ``s - 1`` zero rows
+    between two rows: the products then spend ``s`` times the floats). One product per
+    input row reduces over the kernel rows (those meeting a row of ``g``) and output
+    channels, ``(kw C/groups, kh O/groups) @ (kh O/groups, Wo N)``; the ``kw`` kernel
+    columns are then added onto the image, shifted (``kw`` vectorised adds, each of the
+    columns that land inside the image). The images are the last axis here (unlike the
+    taps): the shifted adds are then runs of ``Wo N`` floats, not of ``Wo``, and that
+    saves more than the final transposing copy costs."""
     o, cg, kh, kw = w.shape
     n, _, h, wd = x_shape
     og = o // groups
-    (top, _), (left, right) = padding
+    (top, _), (left, _) = padding
     (sh, sw), (dh, dw) = stride, dilation
     ho, wo = g.shape[2:]
-    span = dh * (kh - 1)
-    # gq[:, span + s i] = g[:, :, i]: the rows of input row y are gq[top + y + d a'],
-    # a' = kh - 1 - a (the flipped kernel)
-    gq = np.zeros((groups, span + max(top + h, sh * (ho - 1) + 1), og, wo, n), g.dtype)
-    gq[:, span : span + sh * (ho - 1) + 1 : sh] = g.reshape(n, groups, og, ho, wo).transpose(
-        1, 3, 2, 4, 0
-    )
-    rows = sliding_window_view(gq[:, top : top + h + span], span + 1, axis=1)[..., ::dh]
-    rows = rows.transpose(0, 1, 5, 2, 3, 4).reshape(groups, h, kh, og, wo * n)
+    # gq[:, s i] = g[:, :, i]: input row y meets gq[top + y - d a] = gq[first + d a'] with
+    # first = top + y - d (kh - 1), a' = kh - 1 - a (the flipped kernel)
+    size = sh * (ho - 1) + 1
+    gq = (np.zeros if sh > 1 else np.empty)((groups, size, og, wo, n), g.dtype)
+    gq[:, ::sh] = g.reshape(n, groups, og, ho, wo).transpose(1, 3, 2, 4, 0)
     wt = w.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1].transpose(0, 4, 2, 3, 1)
     wt = np.ascontiguousarray(wt.reshape(groups, kw * cg, kh * og))  # [g, (b, c), (a', o)]
-    out = np.zeros((groups, h, cg, left + wd + right, n), np.result_type(wt, gq))
+    out = np.zeros((groups, h, cg, wd, n), np.result_type(wt, gq))
+    # the output columns [j0, j1) that kernel column b adds inside the image
+    inside = [_inside(b * dw - left, sw, wo, wd) for b in range(kw)]
     # Row by row into one small buffer (L2-sized for a CNN's layers), added while hot
     z = np.empty((groups, kw * cg, wo * n), out.dtype)
     columns = z.reshape(groups, kw, cg, wo, n)
     for y in range(h):
-        # only the kernel rows that meet rows of g (not its zero padding), as the forward
-        a0, a1 = _inside(top + y - span, dh, kh, sh * (ho - 1) + 1)
+        first = top + y - dh * (kh - 1)
+        a0, a1 = _inside(first, dh, kh, size)
         if a0 == a1:
             continue
-        rows_y = rows[:, y, a0:a1].reshape(groups, (a1 - a0) * og, wo * n)  # a view if d = 1
-        np.matmul(wt[..., a0 * og : a1 * og], rows_y, out=z)
-        for b in range(kw):
-            out[:, y, :, b * dw : b * dw + sw * (wo - 1) + 1 : sw] += columns[:, b]
-    out = out[:, :, :, left : left + wd].transpose(4, 0, 2, 1, 3)  # (N, groups, C/g, H, W)
+        start = first + dh * a0
+        rows = gq[:, start : start + dh * (a1 - a0 - 1) + 1 : dh]
+        rows = rows.reshape(groups, (a1 - a0) * og, wo * n)  # a view if d = 1
+        np.matmul(wt[..., a0 * og : a1 * og], rows, out=z)
+        for b, (j0, j1) in enumerate(inside):
+            if j0 < j1:
+                x0 = b * dw + j0 * sw - left
+                out[:, y, :, x0 : x0 + sw * (j1 - j0 - 1) + 1 : sw] += columns[:, b, :, j0:j1]
+    out = out.transpose(4, 0, 2, 1, 3)  # (N, groups, C/groups, H, W)
     return np.ascontiguousarray(out).reshape(x_shape)
 
 
