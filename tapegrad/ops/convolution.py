@@ -193,8 +193,9 @@ def _crop(xp: np.ndarray, pads: Padding, size: Pair) -> np.ndarray:
 #   ``kw`` column-shifted planes laid out ``(groups, Hp, kw, C/groups, N, Wo)``: input row
 #   ``r`` holds ``kw C/groups`` consecutive matrix rows of ``N Wo`` floats, so the taps of
 #   output row ``i`` (input rows ``i .. i + kh - 1``) are ``K`` consecutive matrix rows, a
-#   view (with stride 1 vertically; dilated rows are copied). One product per output row
-#   with the whole kernel (``K`` = 400 for a 16-channel 5x5 layer), ``Ho`` of them per call.
+#   view (a kernel dilated vertically has them copied). One product per output row with
+#   the whole kernel (``K`` = 400 for a 16-channel 5x5 layer), batched over runs of rows
+#   (:func:`_row_runs`: the border rows leave out the kernel rows over the padding).
 # - *packed* (few taps per kernel row, ``kw C/groups < _PACK_BELOW``: a CNN's first layer):
 #   ``(N, groups, K, Ho, Wo)``, a copy of each image's windows (im2col), one product per
 #   image. Its output is already ``(N, O, Ho Wo)`` and the cotangent needs no transposing
