@@ -71,13 +71,8 @@ def softmax(x: ArrayLike, axis: int = -1) -> ArrayLike:
 
 
 def _affine_forward(W, b, x):
-    if type(W) is not np.ndarray or type(b) is not np.ndarray or type(x) is not np.ndarray:
-        W, b, x = np.asarray(W), np.asarray(b), np.asarray(x)
-    if W.ndim != 2 or b.shape != (W.shape[0],) or x.ndim not in (1, 2) or x.shape[-1] != W.shape[1]:
-        raise ValueError(
-            f"tg.affine: expected W (out, in), b (out,) and x (batch, in) or (in,); got "
-            f"W {W.shape}, b {b.shape}, x {x.shape}"
-        )
+    # ``affine`` has checked the shapes and made the arguments arrays: this runs as it is
+    # inside every compiled training step, so it does nothing else
     out = x @ W.T
     if out.ndim == 2 and b.dtype == out.dtype:
         out += b  # the product is a fresh array: add the bias in place
@@ -115,6 +110,18 @@ def affine(W: ArrayLike, b: ArrayLike, x: ArrayLike) -> ArrayLike:
     VJP (the lab report's equations): ``dL/dW = g^T x``, ``dL/db = sum_batch g``,
     ``dL/dx = g W``; the last is never computed when ``x`` is a constant (input images).
     """
+    W, b, x = (a if type(a) is Traced else np.asarray(a) for a in (W, b, x))
+    w_shape, b_shape, x_shape = shape_of(W), shape_of(b), shape_of(x)
+    if (
+        len(w_shape) != 2
+        or b_shape != (w_shape[0],)
+        or len(x_shape) not in (1, 2)
+        or x_shape[-1] != w_shape[1]
+    ):
+        raise ValueError(
+            f"tg.affine: expected W (out, in), b (out,) and x (batch, in) or (in,); got "
+            f"W {w_shape}, b {b_shape}, x {x_shape}"
+        )
     return bind(AFFINE, (W, b, x))
 
 
