@@ -3,7 +3,9 @@
 The MNIST example's network (784-100-100-10 ReLU, float32, mean NLL, momentum 0.9) trains
 at a global batch of 512 (``--batch``): each of the ``N`` ranks computes the gradient of
 its ``512 / N`` examples, :func:`tapegrad.distributed.allreduce_mean` averages the
-gradients, and every rank makes the same update (the loop of ``examples/mnist_tape.py``).
+gradients, and every rank makes the same update (the loop of ``examples/mnist_tape.py``,
+whose gradient and update are each compiled with ``tg.jit``; ``--no-jit`` runs them as
+Python).
 The data are random images of MNIST's shape, so nothing is read from disk.
 
 Run from the repository root (needs ``pip install -e '.[distributed]'``)::
@@ -77,8 +79,12 @@ def loss_fn(params: dict, x: np.ndarray, y: np.ndarray) -> object:
     return tg.nn.nll(tg.nn.mlp(params, x), y)
 
 
-def worker(batch: int, steps: int, warmup: int, seed: int) -> None:
-    """One rank's training loop; rank 0 prints one JSON line of timings."""
+def worker(batch: int, steps: int, warmup: int, seed: int, jit: bool = True) -> None:
+    """One rank's training loop; rank 0 prints one JSON line of timings.
+
+    With ``jit`` the gradient and the update are each compiled with ``tg.jit`` (during the
+    warm-up steps), as ``examples/mnist_tape.py`` does under ``mpiexec``.
+    """
     rng = np.random.default_rng(seed)
     params = dist.broadcast(tg.nn.init_mlp(rng, SIZES, dtype=np.float32))
     pool = 16 * batch  # a few distinct batches, the same on every rank
@@ -86,7 +92,9 @@ def worker(batch: int, steps: int, warmup: int, seed: int) -> None:
     y = rng.integers(0, SIZES[-1], pool)
     opt = tg.optim.momentum(0.05, mu=0.9)
     state = opt.init(params)
-    value_and_grad = tg.value_and_grad(loss_fn)
+    value_and_grad, update = tg.value_and_grad(loss_fn), opt.update
+    if jit:
+        value_and_grad, update = tg.jit(value_and_grad), tg.jit(update)
     mine = dist.shard(batch)
     n_mine = mine.stop - mine.start
     reduce_seconds = 0.0
@@ -101,7 +109,7 @@ def worker(batch: int, steps: int, warmup: int, seed: int) -> None:
         t = clock()
         loss, grads = dist.allreduce_mean((loss, grads), weight=n_mine)
         reduce_seconds += clock() - t
-        params, state = opt.update(params, grads, state)
+        params, state = update(params, grads, state)
     seconds = clock() - t0
     # The share of the time this rank was on a CPU: below 1 when another job took turns.
     share = (time.process_time() - cpu0) / seconds
@@ -321,6 +329,7 @@ def launch(config: str, args: argparse.Namespace, timeout: float) -> dict:
     worker_args = [
         __file__, "--worker", "--steps", str(args.steps),
         "--warmup", str(args.warmup), "--seed", str(args.seed),
+        *(["--no-jit"] if args.no_jit else []),
     ]  # fmt: skip
     if config == ALONE:
         half = [sys.executable, *worker_args, "--batch", str(args.batch // 2)]
@@ -402,13 +411,19 @@ def main(argv: list[str] | None = None) -> None:
         help="run again (up to 5 times) a run during which a rank was on a CPU less than "
         "this share of the time: another job took turns with it",
     )
+    ap.add_argument(
+        "--no-jit",
+        action="store_true",
+        help="run each step as Python instead of the two programs tg.jit compiles from the "
+        "gradient and the update (what examples/mnist_tape.py runs under mpiexec)",
+    )
     ap.add_argument("--model", action="store_true", help="print the cost model's inputs")
     add_clock_argument(ap)  # for --model; the runs of 1 and 2 ranks use wall time
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         with dist.abort_on_error():
-            worker(args.batch, args.steps, args.warmup, args.seed)
+            worker(args.batch, args.steps, args.warmup, args.seed, jit=not args.no_jit)
         return
     if args.model:
         global _timer

@@ -164,13 +164,7 @@ class Optimizer:
 
 def _apply(p: Any, u: Any) -> Any:
     """``p + u`` in ``p``'s dtype; ``u`` is an update the rule has just made."""
-    if (  # _add_to_fresh's in-place case, tested first: every eager leaf takes it
-        type(u) is np.ndarray
-        and type(p) is np.ndarray
-        and u.dtype == p.dtype
-        and u.shape == p.shape
-        and u.ndim
-    ):
+    if _fits_into(u, p):  # _add_to_fresh's in-place case, tested first: eager leaves take it
         return np.add(u, p, out=u)
     if dtype_of(u) != dtype_of(p):
         u = ops.cast(u, dtype_of(p))
@@ -184,15 +178,21 @@ def _add_to_fresh(fresh: Any, other: Any) -> Any:
     update then allocates one array a leaf, not two (a compiled step gets the same from
     the compiler's ``out=``). The floats are those of ``ops.add``: addition commutes.
     """
-    if (
-        type(fresh) is np.ndarray
-        and type(other) is np.ndarray
-        and fresh.shape == other.shape
-        and fresh.dtype == other.dtype
-        and fresh.ndim
-    ):
+    if _fits_into(fresh, other):
         return np.add(fresh, other, out=fresh)
     return ops.add(fresh, other)
+
+
+def _fits_into(fresh: Any, other: Any) -> bool:
+    """Can ``fresh + other`` be written into ``fresh``: plain arrays of one shape and dtype
+    (not 0-d, which numpy returns as scalars)?"""
+    return (
+        type(fresh) is np.ndarray
+        and type(other) is np.ndarray
+        and fresh.dtype == other.dtype
+        and fresh.shape == other.shape
+        and fresh.ndim > 0
+    )
 
 
 def _optimizer(init: Callable[[Any], Any], step: Callable[..., tuple[Any, Any]]) -> Optimizer:
