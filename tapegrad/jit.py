@@ -48,7 +48,11 @@ class Compiled:
     """One compiled program of a jitted function.
 
     ``source`` is the generated Python (print it); ``records`` counts the traced records
-    and ``lines`` the operations left after the compiler's passes.
+    and ``lines`` the operations left after the compiler's passes. ``function`` runs the
+    program on the input arrays and returns a tuple, ``unflatten`` builds the function's
+    output tree from it, and ``guard`` (for calls without keyword or static arguments)
+    returns a call's input arrays when its arguments have this program's signature, else
+    ``None``.
     """
 
     function: Callable[..., tuple] = attrs.field(repr=False)
