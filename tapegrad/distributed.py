@@ -48,6 +48,7 @@ import hashlib
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Hashable, Iterator
 from typing import Any
@@ -172,10 +173,18 @@ def barrier() -> None:
 # ----------------------------------------------------------------------------- failures
 
 
+#: Seconds a failing rank waits, its output flushed, before aborting the job: the
+#: launcher forwards each rank's output asynchronously, and an abort that arrives first
+#: can kill it before the traceback reaches the terminal (seen with mpich's mpiexec on a
+#: busy machine: the job ended non-zero with an empty stderr).
+ABORT_GRACE = 1.0
+
+
 def _abort(comm: Any, code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+    time.sleep(ABORT_GRACE)
     comm.Abort(code)
 
 
