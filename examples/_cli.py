@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+import tapegrad as tg
 from tapegrad.mnist import MIRRORS, DownloadError, default_data_dir, load_mnist, missing_files
 
 SIDE = 28  # MNIST images are SIDE x SIDE pixels
@@ -257,6 +258,67 @@ class Translations:
         """
         dy, dx = rng.integers(-self.max_shift, self.max_shift + 1, size=(2, len(rows)))
         return self.take(rows[part], dy[part], dx[part])
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(
+    path: str,
+    params: dict,
+    opt_state: Any,
+    epoch: int,
+    rng: np.random.Generator,
+    config: dict,
+    history: dict,
+    *,
+    format: str,
+) -> None:
+    """Parameters, optimizer state, the shuffling generator's state, the configuration and
+    the metrics after ``epoch`` epochs, written atomically to ``path``."""
+    tg.checkpoint.save(
+        path,
+        {"params": params, "opt_state": opt_state},
+        format=format,
+        epoch=epoch,
+        rng_state=rng.bit_generator.state,
+        config=config,
+        history=history,
+    )
+
+
+def check_resume_settings(
+    prog: str, path: str, saved: dict, config: dict, training_keys: Iterable[str]
+) -> None:
+    """Exit with the list of training flags whose values differ from the checkpoint's
+    (``--epochs`` too, unless the schedule is constant: a schedule spans all the epochs)."""
+    keys = list(training_keys)
+    if config["schedule"] != "constant":
+        keys.append("epochs")
+    diffs = [
+        f"--{k.replace('_', '-')}: {saved.get(k)!r} -> {config[k]!r}"
+        for k in keys
+        if saved.get(k) != config[k]
+    ]
+    if diffs:
+        raise SystemExit(
+            f"{prog}: error: cannot resume from {path}: it was trained with other settings "
+            "(saved -> now): " + "; ".join(diffs)
+        )
+
+
+def resume_point(prog: str, path: str, meta: dict, config: dict) -> tuple[int, np.random.Generator]:
+    """``(epochs done, shuffling generator)`` from a checkpoint's metadata; exits if it has
+    trained more epochs than ``--epochs`` asks for."""
+    epoch = int(meta["epoch"])
+    if epoch > config["epochs"]:
+        raise SystemExit(
+            f"{prog}: error: {path} has already trained {epoch} epochs, more than "
+            f"--epochs {config['epochs']}"
+        )
+    rng = np.random.default_rng()
+    rng.bit_generator.state = meta["rng_state"]
+    return epoch, rng
 
 
 # ----------------------------------------------------------------------------- output

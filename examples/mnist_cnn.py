@@ -95,6 +95,7 @@ from _cli import (
     add_output_arguments,
     add_training_arguments,
     check_output_arguments,
+    check_resume_settings,
     load_mnist_or_exit,
     nonnegative_float,
     nonnegative_int,
@@ -104,6 +105,8 @@ from _cli import (
     preprocess,
     progress_bar,
     require_matplotlib,
+    resume_point,
+    save_checkpoint,
     summary_line,
     write_json,
 )
@@ -387,43 +390,6 @@ def evaluate(params: dict, x: np.ndarray, y: np.ndarray) -> tuple[float | None, 
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(
-    path: str,
-    params: dict,
-    opt_state: Any,
-    epoch: int,
-    rng: np.random.Generator,
-    config: dict,
-    history: dict,
-) -> None:
-    tg.checkpoint.save(
-        path,
-        {"params": params, "opt_state": opt_state},
-        format=CHECKPOINT_FORMAT,
-        epoch=epoch,
-        rng_state=rng.bit_generator.state,
-        config=config,
-        history=history,
-    )
-
-
-def _check_settings(path: str, saved: dict, config: dict) -> None:
-    """Exit with the list of training flags whose values differ from the checkpoint's."""
-    keys = list(TRAINING_KEYS)
-    if config["schedule"] != "constant":
-        keys.append("epochs")  # the schedule spans all the epochs
-    diffs = [
-        f"--{k.replace('_', '-')}: {saved.get(k)!r} -> {config[k]!r}"
-        for k in keys
-        if saved.get(k) != config[k]
-    ]
-    if diffs:
-        raise SystemExit(
-            f"{PROG}: error: cannot resume from {path}: it was trained with other settings "
-            "(saved -> now): " + "; ".join(diffs)
-        )
-
-
 def load_checkpoint(
     path: str, params: dict, opt_state: Any, config: dict
 ) -> tuple[dict, Any, int, np.random.Generator, dict]:
@@ -437,18 +403,11 @@ def load_checkpoint(
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise SystemExit(f"{PROG}: error: {path} is not a {PROG} checkpoint")
         # the settings before the arrays: a network of other widths does not fit the templates
-        _check_settings(path, meta["config"], config)
+        check_resume_settings(PROG, path, meta["config"], config, TRAINING_KEYS)
         tree, _ = tg.checkpoint.load(path, like={"params": params, "opt_state": opt_state})
     except (OSError, ValueError, TypeError) as exc:
         raise SystemExit(f"{PROG}: error: cannot resume from {path}: {exc}") from None
-    epoch = int(meta["epoch"])
-    if epoch > config["epochs"]:
-        raise SystemExit(
-            f"{PROG}: error: {path} has already trained {epoch} epochs, more than "
-            f"--epochs {config['epochs']}"
-        )
-    rng = np.random.default_rng()
-    rng.bit_generator.state = meta["rng_state"]
+    epoch, rng = resume_point(PROG, path, meta, config)
     return tree["params"], tree["opt_state"], epoch, rng, meta["history"]
 
 
@@ -548,7 +507,16 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
             history[name].append(row[name])
         print(summary_line(row, args.epochs), flush=True)
         if args.save is not None:
-            save_checkpoint(args.save, params, opt_state, epoch, shuffle_rng, config, history)
+            save_checkpoint(
+                args.save,
+                params,
+                opt_state,
+                epoch,
+                shuffle_rng,
+                config,
+                history,
+                format=CHECKPOINT_FORMAT,
+            )
 
     test_loss, test_acc = evaluate(params, x_test, y_test)
     seconds = history["seconds"]

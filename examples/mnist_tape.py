@@ -112,6 +112,7 @@ from _cli import (
     add_output_arguments,
     add_training_arguments,
     check_output_arguments,
+    check_resume_settings,
     load_mnist_or_exit,
     momentum_coefficient,
     nonnegative_float,
@@ -121,6 +122,8 @@ from _cli import (
     preprocess,
     progress_bar,
     require_matplotlib,
+    resume_point,
+    save_checkpoint,
     summary_line,
     write_json,
 )
@@ -363,26 +366,6 @@ def evaluate_sharded(
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(
-    path: str,
-    params: dict,
-    opt_state: Any,
-    epoch: int,
-    rng: np.random.Generator,
-    config: dict,
-    history: dict,
-) -> None:
-    tg.checkpoint.save(
-        path,
-        {"params": params, "opt_state": opt_state},
-        format=CHECKPOINT_FORMAT,
-        epoch=epoch,
-        rng_state=rng.bit_generator.state,
-        config=config,
-        history=history,
-    )
-
-
 def load_checkpoint(
     path: str, params: dict, opt_state: Any, config: dict
 ) -> tuple[dict, Any, int, np.random.Generator, dict]:
@@ -395,27 +378,8 @@ def load_checkpoint(
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise SystemExit(f"mnist_tape.py: error: {path} is not a mnist_tape.py checkpoint")
     saved = {**LEGACY_CONFIG, **meta["config"]}
-    keys = list(TRAINING_KEYS)
-    if config["schedule"] != "constant":
-        keys.append("epochs")  # the schedule spans all the epochs
-    diffs = [
-        f"--{k.replace('_', '-')}: {saved.get(k)!r} -> {config[k]!r}"
-        for k in keys
-        if saved.get(k) != config[k]
-    ]
-    if diffs:
-        raise SystemExit(
-            f"mnist_tape.py: error: cannot resume from {path}: it was trained with other "
-            "settings (saved -> now): " + "; ".join(diffs)
-        )
-    epoch = int(meta["epoch"])
-    if epoch > config["epochs"]:
-        raise SystemExit(
-            f"mnist_tape.py: error: {path} has already trained {epoch} epochs, more than "
-            f"--epochs {config['epochs']}"
-        )
-    rng = np.random.default_rng()
-    rng.bit_generator.state = meta["rng_state"]
+    check_resume_settings("mnist_tape.py", path, saved, config, TRAINING_KEYS)
+    epoch, rng = resume_point("mnist_tape.py", path, meta, config)
     return tree["params"], tree["opt_state"], epoch, rng, meta["history"]
 
 
@@ -532,7 +496,16 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, Any]]:
             history[key].append(row[key])
         say(summary_line(row, args.epochs), flush=True)
         if args.save is not None and main_process:
-            save_checkpoint(args.save, params, opt_state, epoch, shuffle_rng, config, history)
+            save_checkpoint(
+                args.save,
+                params,
+                opt_state,
+                epoch,
+                shuffle_rng,
+                config,
+                history,
+                format=CHECKPOINT_FORMAT,
+            )
 
     test_loss, test_acc = evaluate_sharded(params, x_test, y_test, args.activation)
     seconds = history["seconds"]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tapegrad.mnist import MNIST_FILES
@@ -100,3 +101,44 @@ def test_no_example_imports_another():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 imported.add(node.module.split(".")[0])
         assert not imported & scripts, f"{path.name} imports {sorted(imported & scripts)}"
+
+
+# ------------------------------------------------------------------- resuming a checkpoint
+
+
+@pytest.fixture(scope="module")
+def cli():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import _cli
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    return _cli
+
+
+def test_resuming_with_other_training_settings_names_each_flag(cli):
+    config = {"lr": 0.1, "batch_size": 64, "schedule": "cosine", "epochs": 5}
+    saved = {"lr": 0.1, "batch_size": 32, "schedule": "cosine", "epochs": 3}
+    # a cosine schedule spans all the epochs, so --epochs must match too
+    with pytest.raises(SystemExit) as raised:
+        cli.check_resume_settings("prog.py", "c.npz", saved, config, ["lr", "batch_size"])
+    assert str(raised.value) == (
+        "prog.py: error: cannot resume from c.npz: it was trained with other settings "
+        "(saved -> now): --batch-size: 32 -> 64; --epochs: 3 -> 5"
+    )
+    constant = {**config, "schedule": "constant", "batch_size": 32}
+    cli.check_resume_settings(
+        "prog.py", "c.npz", {**saved, "schedule": "constant"}, constant, ["lr"]
+    )
+
+
+def test_resume_point_restores_the_generator_and_refuses_extra_epochs(cli):
+    rng = np.random.default_rng(7)
+    rng.random(3)
+    meta = {"epoch": 2, "rng_state": rng.bit_generator.state}
+    epoch, restored = cli.resume_point("prog.py", "c.npz", meta, {"epochs": 4})
+    assert epoch == 2 and restored.random() == rng.random()
+    with pytest.raises(
+        SystemExit, match=r"c\.npz has already trained 2 epochs, more than --epochs 1"
+    ):
+        cli.resume_point("prog.py", "c.npz", meta, {"epochs": 1})
