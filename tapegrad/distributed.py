@@ -43,8 +43,10 @@ A rank killed by a signal is noticed by ``mpiexec``, which ends the job.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
+import math
 import os
 import sys
 import threading
@@ -55,7 +57,8 @@ from typing import Any
 
 import numpy as np
 
-from tapegrad.pytree import leaf_paths, tree_unflatten
+from tapegrad.jit import _guard, _unflattener
+from tapegrad.pytree import leaf_paths
 
 __all__ = [
     "abort_on_error",
@@ -82,7 +85,9 @@ _lock = threading.Lock()
 _state: dict[str, Any] = {}  # "comm": the communicator, or None for one process
 # What a tree's layout (containers, dict keys, leaf dtypes and shapes) was checked to be
 # across the ranks, and how its leaves pack into one buffer per dtype: by layout.
-_plans: dict[tuple, list[tuple[np.dtype, list[int], int]]] = {}
+_plans: dict[tuple, _Layout] = {}
+_last: dict[tuple[str, str], _Layout] = {}  # the layout of the last call, by function
+_UNDECIDED = object()
 _MAX_PLANS = 64
 # Reduction buffers kept from call to call, by (dtype, length). MPICH reduces a buffer it
 # has seen before in a third of the time it takes on fresh memory (0.13 against 0.45 ms
@@ -284,17 +289,36 @@ def _as_array(leaf: Any) -> np.ndarray | None:
     return None
 
 
+class _Layout:
+    """How the trees of one layout pack: ``groups``, the leaves of each dtype (their
+    indices and total size, in order of first appearance); ``rebuild``, a tree of the
+    layout from a list of leaves (generated code); ``guard``, the leaves of a tree if it
+    has this layout, else ``None`` (generated code, as ``tg.jit`` checks a call)."""
+
+    __slots__ = ("groups", "guard", "rebuild", "shapes", "shared")
+
+    def __init__(self, groups: list, guard: Any, rebuild: Any, shapes: list) -> None:
+        self.groups, self.guard, self.rebuild, self.shapes = groups, guard, rebuild, shapes
+        self.shared: Any = _UNDECIDED  # allreduce_mean's _SharedReduction, or None
+
+
 def _plan(
     comm: Any, what: str, tree: PyTree, extra: str, kinds: str
-) -> tuple[list, list[np.ndarray], list[tuple[np.dtype, list[int], int]]]:
-    """``(leaves, arrays, groups)`` of ``tree``: its leaves, as arrays, and the leaves of
-    each dtype with their total size, in order of first appearance.
+) -> tuple[list, list[np.ndarray], _Layout]:
+    """``(leaves, arrays, layout)`` of ``tree``: its leaves, as arrays, and its layout.
 
     The first time a layout is seen, it is compared across the ranks (a collective call):
     every rank raises the same ``ValueError`` if they differ. ``kinds`` are the dtype
-    kinds allowed.
+    kinds allowed. A tree of the layout the last call of ``what`` had is read by that
+    layout's guard, without building a key.
     """
-    leaves: list = []
+    layout = _last.get((what, extra))
+    if layout is not None:
+        leaves = layout.guard((tree,))
+        if leaves is not None:
+            arrays = [leaf if type(leaf) is np.ndarray else np.asarray(leaf) for leaf in leaves]
+            return leaves, arrays, layout
+    leaves = []
     structure = _walk(tree, leaves)
     arrays = [_as_array(leaf) for leaf in leaves]
     if any(a is None for a in arrays):
@@ -306,8 +330,8 @@ def _plan(
             "numpy arrays or numbers"
         )
     key = (what, extra, structure, tuple([(a.dtype, a.shape) for a in arrays]))
-    groups = _plans.get(key)
-    if groups is None:
+    layout = _plans.get(key)
+    if layout is None:
         paths = list(leaf_paths(tree))
         for path, a in zip(paths, arrays, strict=True):
             if a.dtype.kind not in kinds:
@@ -320,10 +344,16 @@ def _plan(
         for i, a in enumerate(arrays):
             by_dtype.setdefault(a.dtype.newbyteorder("="), []).append(i)
         groups = [(dt, idx, sum(arrays[i].size for i in idx)) for dt, idx in by_dtype.items()]
+        guard = _guard((tree,))
+        if len(guard((tree,)) or ()) != len(leaves):
+            guard = None  # the layout has leaves (ints, say) that the guard checks by value
+        layout = _Layout(groups, guard, _unflattener(tree), [a.shape for a in arrays])
         if len(_plans) >= _MAX_PLANS:
             _plans.pop(next(iter(_plans)))
-        _plans[key] = groups
-    return leaves, arrays, groups
+        _plans[key] = layout
+    if layout.guard is not None:
+        _last[what, extra] = layout
+    return leaves, arrays, layout
 
 
 def _describe(arrays: list[np.ndarray], paths: list[str]) -> list[tuple[str, str, tuple]]:
@@ -363,22 +393,31 @@ def _difference(descriptions: list) -> str:
     return "their signatures differ"  # pragma: no cover - equal descriptions hash equal
 
 
-def _unpack(tree: PyTree, leaves: list, groups: list, buffers: list[np.ndarray]) -> PyTree:
-    """``tree`` with its leaves cut back out of ``buffers`` (one per group), each of the
-    kind it was: arrays as views of the buffer, numbers as numbers of their type."""
-    values: list = [None] * len(leaves)
-    for (_, idx, _), buf in zip(groups, buffers, strict=True):
+def _views(layout: _Layout, buffers: list[np.ndarray]) -> list[np.ndarray]:
+    """Each leaf's values, a view of its group's buffer in the leaf's shape."""
+    views: list = [None] * len(layout.shapes)
+    for (_, idx, _), buf in zip(layout.groups, buffers, strict=True):
         offset = 0
         for i in idx:
-            leaf = leaves[i]
-            if type(leaf) is np.ndarray or isinstance(leaf, np.ndarray):
-                values[i] = buf[offset : offset + leaf.size].reshape(leaf.shape)
-                offset += leaf.size
-            else:
-                kind = type(leaf) if not isinstance(leaf, np.generic) else buf.dtype.type
-                values[i] = kind(buf[offset])
-                offset += 1
-    return tree_unflatten(tree, values)
+            shape = layout.shapes[i]
+            end = offset + math.prod(shape)
+            views[i] = buf[offset:end].reshape(shape)
+            offset = end
+    return views
+
+
+def _unpack(leaves: list, layout: _Layout, views: list[np.ndarray]) -> PyTree:
+    """The tree of ``leaves`` with each leaf replaced by its view, of the kind the leaf
+    was: arrays stay views, numbers become numbers of their type."""
+    values = [
+        view if isinstance(leaf, np.ndarray) else _number(leaf, view)
+        for leaf, view in zip(leaves, views, strict=True)
+    ]
+    return layout.rebuild(values)
+
+
+def _number(leaf: Any, view: np.ndarray) -> Any:
+    return (view.dtype.type if isinstance(leaf, np.generic) else type(leaf))(view[()])
 
 
 def _pack(
@@ -423,7 +462,8 @@ def broadcast(tree: PyTree, root: int = 0) -> PyTree:
     _check_root(root, 1 if comm is None else comm.Get_size())
     if comm is None:
         return tree
-    leaves, arrays, groups = _plan(comm, "broadcast", tree, f"with root {root}", "biufc")
+    leaves, arrays, layout = _plan(comm, "broadcast", tree, f"with root {root}", "biufc")
+    groups = layout.groups
     if comm.Get_rank() == root:
         for dtype, idx, total in groups:
             comm.Bcast(_pack(arrays, idx, np.empty(total, dtype), None), root=root)
@@ -432,7 +472,7 @@ def broadcast(tree: PyTree, root: int = 0) -> PyTree:
     for dtype, _, total in groups:
         buffers.append(np.empty(total, dtype=dtype))
         comm.Bcast(buffers[-1], root=root)
-    return _unpack(tree, leaves, groups, buffers)
+    return _unpack(leaves, layout, _views(layout, buffers))
 
 
 def _check_root(root: Any, n: int) -> None:
@@ -450,9 +490,24 @@ def allreduce_mean(tree: PyTree, weight: float | None = None) -> PyTree:
     rank's number of examples so that uneven shards average to the gradient of the whole
     batch; a rank with ``weight=0`` contributes nothing). Leaves are float or complex
     arrays, numpy scalars or Python floats. The result has the tree's structure, and its
-    leaves their kind and dtype (float32 stays float32); its arrays are views of one new
-    array per dtype. The leaves of each dtype are packed into one contiguous buffer and
-    reduced by one ``MPI_Allreduce`` (the weight rides in the same buffer).
+    leaves their kind and dtype (float32 stays float32); every rank gets the same bits.
+    The leaves of each dtype are packed into one contiguous buffer (the weight rides at
+    its end) and reduced at once, never one leaf at a time:
+
+    - when all ranks run on one machine and the tree is at least
+      :data:`SHARED_MEMORY_MIN_BYTES` large, through memory the ranks share (an MPI-3
+      shared-memory window): each rank writes its buffer there, sums its ``1/N`` of the
+      ranks' buffers and scales it, and reads the whole mean in place; the result's
+      arrays are views of that memory (see below);
+    - otherwise by one ``MPI_Allreduce`` per dtype; the result's arrays are views of one
+      new array per dtype.
+
+    **The result's arrays are read-only**: on one machine they are the very memory the
+    other ranks read theirs from, so writing into them would change every rank's mean.
+    Copy one to modify it. The memory is reused two calls later unless some rank still
+    holds an array of that call's result (checked by reference count, agreed by all
+    ranks): holding results is safe, and only makes the next calls take the
+    ``MPI_Allreduce`` path.
 
     The first call with a given layout (containers, dict keys, dtypes and shapes)
     compares a hash of it across the ranks and raises ``ValueError`` naming the first
@@ -469,19 +524,198 @@ def allreduce_mean(tree: PyTree, weight: float | None = None) -> PyTree:
     if comm is None:
         return tree
     extra = "without a weight" if weight is None else "with a weight"
-    leaves, arrays, groups = _plan(comm, "allreduce_mean", tree, extra, "fc")
-
-    from mpi4py import MPI  # loaded already: comm exists
-
+    leaves, arrays, layout = _plan(comm, "allreduce_mean", tree, extra, "fc")
+    groups = layout.groups
     tail = 0 if weight is None else 1  # the weight, summed with the values
-    buffers = []
-    for dtype, idx, total in groups:
-        buf = _pack(arrays, idx, _kept_buffer(dtype, total + tail), weight)
-        if tail:
-            buf[-1] = weight
-        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-        divisor = comm.Get_size() if weight is None else buf[-1].real
-        if divisor == 0:
-            raise ValueError("allreduce_mean: the weights of all ranks are 0")
-        buffers.append(np.multiply(buf[:total], 1 / divisor, dtype=dtype))  # a new array
-    return _unpack(tree, leaves, groups, buffers)
+    if layout.shared is _UNDECIDED:
+        layout.shared = _shared_reduction(comm, layout, tail)
+    views = None if layout.shared is None else layout.shared.reduce(arrays, weight)
+    if views is None:
+        from mpi4py import MPI  # loaded already: comm exists
+
+        buffers = []
+        for dtype, idx, total in groups:
+            buf = _pack(arrays, idx, _kept_buffer(dtype, total + tail), weight)
+            if tail:
+                buf[-1] = weight
+            comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+            divisor = comm.Get_size() if weight is None else buf[-1].real
+            if divisor == 0:
+                raise ValueError(_ZERO_WEIGHTS)
+            mean = np.multiply(buf[:total], 1 / divisor, dtype=dtype)  # a new array
+            mean.flags.writeable = False
+            buffers.append(mean)
+        views = _views(layout, buffers)
+    return _unpack(leaves, layout, views)
+
+
+_ZERO_WEIGHTS = "allreduce_mean: the weights of all ranks are 0"
+
+# ----------------------------------------------------------------------------- one machine
+
+#: Trees smaller than this many bytes are reduced by ``MPI_Allreduce`` even when the
+#: ranks share a machine: for them a reduction costs its latency, which shared memory
+#: (two synchronisations) does not lower.
+SHARED_MEMORY_MIN_BYTES = 64 * 1024
+#: Shared memory for one layout takes ``N + 2`` times the tree's bytes (a buffer per rank
+#: and two for results); beyond this many bytes, ``MPI_Allreduce`` is used instead.
+SHARED_MEMORY_MAX_BYTES = 1 << 30
+# At most this many layouts get shared memory, which lives until the process ends (an
+# array of a result may outlive any call, so it is never freed).
+_MAX_SHARED = 8
+
+
+def _shared_reduction(comm: Any, layout: _Layout, tail: int) -> _SharedReduction | None:
+    """The shared-memory reduction for ``layout``, made on its first call (a collective
+    call: every rank makes the same decision from the same layout), or ``None``."""
+    nbytes = sum(dtype.itemsize * (total + tail) for dtype, _, total in layout.groups)
+    if (
+        _shared_memory_allowed()
+        and nbytes >= SHARED_MEMORY_MIN_BYTES
+        and nbytes * (comm.Get_size() + 2) <= SHARED_MEMORY_MAX_BYTES
+        and _state.get("windows", 0) < _MAX_SHARED
+    ):
+        node = _node(comm)
+        if node is not None:
+            _state["windows"] = _state.get("windows", 0) + 1
+            return _SharedReduction(node, layout, tail)
+    return None
+
+
+def _shared_memory_allowed() -> bool:
+    """``TAPEGRAD_SHARED_MEMORY=0`` in the environment (the same on every rank) turns the
+    shared-memory reduction off."""
+    return os.environ.get("TAPEGRAD_SHARED_MEMORY", "1").strip() not in ("0", "false", "no")
+
+
+def _node(comm: Any) -> Any:
+    """A communicator of this machine's ranks when every rank is on this machine, else
+    ``None`` (made once; a collective call)."""
+    if "node" not in _state:
+        from mpi4py import MPI
+
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        whole = node.Get_size() == comm.Get_size()
+        _state["node"] = node if whole else None
+        if not whole:
+            node.Free()
+    return _state["node"]
+
+
+class _SharedReduction:
+    """The ranks of one machine averaging the trees of one layout through shared memory.
+
+    The window holds, for each dtype group of ``n = total + tail`` elements, ``N`` slots
+    of ``n`` (rank ``q`` writes its weighted values and its weight into slot ``q``) and
+    two result buffers of ``total``. A reduction: each rank packs its slot; all agree,
+    in one small ``MPI_Allreduce`` that is also the barrier after packing, on a result
+    buffer that no rank's earlier result still uses; rank ``r`` sums elements
+    ``[r total / N, (r + 1) total / N)`` of the slots in rank order into it and scales
+    them by ``1 / sum of weights``; a barrier; every rank returns the leaves' views of
+    the whole buffer, made once (read-only). ``MPI_Win_sync`` around each
+    synchronisation orders the loads and stores (the window is locked, passive target,
+    for its lifetime).
+    """
+
+    def __init__(self, node: Any, layout: _Layout, tail: int) -> None:
+        from mpi4py import MPI
+
+        self.node, self.mpi = node, MPI
+        self.rank, self.size = r, n = node.Get_rank(), node.Get_size()
+        places, nbytes = [], 0
+        for dtype, _, total in layout.groups:
+            slots = nbytes
+            results = slots + _aligned(n * (total + tail) * dtype.itemsize)
+            nbytes = results + 2 * _aligned(total * dtype.itemsize)
+            places.append((slots, results))
+        self.win = MPI.Win.Allocate_shared(nbytes if r == 0 else 0, 1, comm=node)
+        memory, _ = self.win.Shared_query(0)
+        self.slots: list[np.ndarray] = []
+        self.results: tuple[list, list] = ([], [])
+        self.tail = tail
+        for (dtype, _, total), (slots, results) in zip(layout.groups, places, strict=True):
+            count = n * (total + tail)
+            self.slots.append(np.frombuffer(memory, dtype, count, slots).reshape(n, -1))
+            for k in (0, 1):
+                offset = results + k * _aligned(total * dtype.itemsize)
+                # One array per buffer: every view of it refers to it (numpy collapses a
+                # view's base to the array that wraps foreign memory), so its reference
+                # count says whether a result made from it is still held.
+                self.results[k].append(np.frombuffer(memory, dtype, total, offset))
+        # Where each leaf goes in this rank's slot, and its result in each buffer.
+        self.packed = _views(layout, [slots[r] for slots in self.slots])
+        self.views = (_read_only(_views(layout, self.results[0])),
+                      _read_only(_views(layout, self.results[1])))  # fmt: skip
+        self.win.Lock_all(MPI.MODE_NOCHECK)
+        # No rank ever locks against another (MODE_NOCHECK): the epoch only makes
+        # MPI_Win_sync legal, and opening and closing it are local calls.
+        atexit.register(self.win.Unlock_all)  # closed before MPI finalises
+        self.idle = (self._holders(0), self._holders(1))
+        self.flags = np.zeros(2, np.int8)
+        self.next = 0
+
+    def _holders(self, k: int) -> int:
+        """References to result buffer ``k`` and to its leaves' views: the views made
+        here, and whatever the last results handed out still hold."""
+        return sum([sys.getrefcount(a) for a in self.results[k]]) + sum(
+            [sys.getrefcount(v) for v in self.views[k]]
+        )
+
+    def _synchronise(self, flags: np.ndarray | None = None) -> None:
+        self.win.Sync()
+        if flags is None:
+            self.node.Barrier()
+        else:
+            self.node.Allreduce(self.mpi.IN_PLACE, flags, op=self.mpi.MAX)
+        self.win.Sync()
+
+    def reduce(self, arrays: list[np.ndarray], weight: float | None) -> list | None:
+        """Each leaf's mean, a read-only view of a result buffer; ``None`` when both
+        result buffers are still held somewhere (every rank then gets ``None``)."""
+        r, n = self.rank, self.size
+        for a, dest in zip(arrays, self.packed, strict=True):
+            if weight is None:
+                np.copyto(dest, a)
+            else:
+                np.multiply(a, weight, out=dest, casting="same_kind")
+        if weight is not None:
+            for slots in self.slots:
+                slots[r, -1] = weight
+        flags = self.flags
+        flags[0] = self._holders(0) > self.idle[0]
+        flags[1] = self._holders(1) > self.idle[1]
+        self._synchronise(flags)
+        k = self.next if not flags[self.next] else 1 - self.next
+        if flags[k]:
+            return None
+        self.next = 1 - k
+        divisors = [n if weight is None else _sum_in_order(s[:, -1]).real for s in self.slots]
+        if any(d == 0 for d in divisors):
+            raise ValueError(_ZERO_WEIGHTS)
+        for slots, result, divisor in zip(self.slots, self.results[k], divisors, strict=True):
+            lo, hi = r * result.size // n, (r + 1) * result.size // n
+            mine = result[lo:hi]
+            np.add(slots[0, lo:hi], slots[1, lo:hi], out=mine)
+            for q in range(2, n):
+                np.add(mine, slots[q, lo:hi], out=mine)
+            np.multiply(mine, 1 / divisor, out=mine)
+        self._synchronise()
+        return self.views[k]
+
+
+def _read_only(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
+
+
+def _sum_in_order(values: np.ndarray) -> np.generic:
+    """``values[0] + values[1] + ...`` in their dtype, left to right, as every rank sums."""
+    total = values[0]
+    for v in values[1:]:
+        total = total + v
+    return total
+
+
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // 64) * 64  # a cache line, so no two buffers share one

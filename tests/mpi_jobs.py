@@ -10,6 +10,7 @@ of :mod:`tapegrad.distributed`, so the test sees a non-zero status and the trace
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import sys
@@ -126,11 +127,145 @@ def job_api() -> None:
         print("ok")
 
 
-def job_train(steps: str, batch: str, out: str) -> None:
+def use_path(path: str) -> None:
+    """Make allreduce_mean reduce through shared memory (``"shared"``, even small trees) or
+    by MPI_Allreduce (``"mpi"``); call before the first reduction."""
+    if path == "shared":
+        dist.SHARED_MEMORY_MIN_BYTES = 0
+    else:
+        os.environ["TAPEGRAD_SHARED_MEMORY"] = "0"
+
+
+def took_path() -> str:
+    """The path the reductions so far took (all one)."""
+    kinds = {
+        layout.shared is not None
+        for layout in dist._plans.values()
+        if layout.shared is not dist._UNDECIDED  # a broadcast's
+    }
+    assert len(kinds) == 1, kinds
+    return "shared" if kinds.pop() else "mpi"
+
+
+def job_train(steps: str, batch: str, out: str, path: str = "mpi") -> None:
     """Train, checking bit-identical parameters after every step; rank 0 saves them."""
+    use_path(path)
     params = train(int(steps), int(batch), check_every_step=True)
+    assert took_path() == path
     if dist.is_main():
         tg.checkpoint.save(out, params)
+        print("ok")
+
+
+def _random_tree(seed: int) -> dict:
+    """A tree of every kind allreduce_mean takes, different on each rank."""
+    rng = np.random.default_rng(1000 * seed + dist.rank())
+    return {
+        "a": rng.standard_normal((7, 5)).astype(np.float32),
+        "b": [rng.standard_normal(4), np.float32(rng.standard_normal())],
+        "c": rng.standard_normal(3).astype(np.float16),
+        "z": (rng.standard_normal(2) + 1j * rng.standard_normal(2)).astype(np.complex64),
+        "s": float(rng.standard_normal()),
+    }
+
+
+def _expected(tree: dict, weight: float | None) -> list:
+    """Each leaf's mean by the formula, in rank order and in the leaf's dtype:
+    ``(w_0 x_0 + w_1 x_1 + ...) * (1 / (w_0 + w_1 + ...))``, the weights summed in the
+    dtype too (``x_0 + ... `` times ``1 / N`` without weights)."""
+    everyone = dist._comm().allgather(tg.tree_leaves(tree))
+    out = []
+    for column in zip(*everyone, strict=True):
+        xs = [np.asarray(x) for x in column]
+        dtype = xs[0].dtype
+        if weight is None:
+            total = xs[0]
+            for x in xs[1:]:
+                total = total + x
+            out.append(np.multiply(total, 1 / len(xs), dtype=dtype))
+            continue
+        weights = dist._comm().allgather(weight)
+        total = np.multiply(xs[0], weights[0], dtype=dtype)
+        w = dtype.type(weights[0])
+        for x, wq in zip(xs[1:], weights[1:], strict=True):
+            total = total + np.multiply(x, wq, dtype=dtype)
+            w = w + dtype.type(wq)
+        out.append(np.multiply(total, 1 / w.real, dtype=dtype))
+    return out
+
+
+def _check_mean(mean: dict, tree: dict, weight: float | None) -> None:
+    for got, want, leaf in zip(
+        tg.tree_leaves(mean), _expected(tree, weight), tg.tree_leaves(tree), strict=True
+    ):
+        assert type(got) is type(leaf), (type(got), type(leaf))
+        assert np.asarray(got).dtype == np.asarray(leaf).dtype
+        np.testing.assert_array_equal(got, want)
+        if isinstance(got, np.ndarray):
+            assert not got.flags.writeable
+    digests = dist._comm().allgather(digest(mean))
+    assert len(set(digests)) == 1, "ranks got different means"
+
+
+def job_shared() -> None:
+    """allreduce_mean through shared memory (forced for small trees): the formula's bits
+    on every rank, read-only results, and a result held across calls never overwritten
+    (the calls take MPI_Allreduce while every buffer is held, on all ranks alike)."""
+    use_path("shared")
+    r = dist.rank()
+    counting = CountingComm(dist._comm())
+    dist._state["comm"] = counting
+
+    def reduce(seed: int, weight: float | None = 1.0 + r) -> tuple[dict, dict]:
+        tree = _random_tree(seed)
+        return dist.allreduce_mean(tree, weight=weight), tree
+
+    def mpi_calls() -> int:
+        return counting.calls.get("Allreduce", 0)
+
+    m1, t1 = reduce(1)
+    assert took_path() == "shared" and mpi_calls() == 0
+    _check_mean(m1, t1, 1.0 + r)
+    try:
+        m1["a"][0, 0] = 1.0
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a result could be written into")
+    m2, t2 = reduce(2, weight=None)
+    _check_mean(m2, t2, None)
+    m2b, t2b = reduce(22)  # m1's layout: m1 and m2b now hold both its buffers
+    _check_mean(m2b, t2b, 1.0 + r)
+    kept1, kept2 = copy.deepcopy(m1), copy.deepcopy(m2b)
+    assert mpi_calls() == 0
+    m3, t3 = reduce(3)  # both of this layout's buffers are held: MPI_Allreduce
+    assert mpi_calls() == 4  # one per dtype
+    _check_mean(m3, t3, 1.0 + r)
+    assert digest(m1) == digest(kept1) and digest(m2b) == digest(kept2)
+    # Rank 1 alone still holds a view of m1: every rank must keep off its buffer.
+    view = m1["a"][2:4].T
+    del m1
+    if r != 1:
+        del view
+    m4, t4 = reduce(4)
+    assert mpi_calls() == 8, counting.calls
+    _check_mean(m4, t4, 1.0 + r)
+    if r == 1:
+        np.testing.assert_array_equal(view, kept1["a"][2:4].T)
+        del view
+    del m2b, m3, m4
+    for seed in range(5, 9):  # nothing held: shared memory again, the buffers taking turns
+        m, t = reduce(seed)
+        _check_mean(m, t, 1.0 + r)
+    assert mpi_calls() == 8
+    try:
+        reduce(9, weight=0.0)
+    except ValueError as e:
+        assert "weights of all ranks are 0" in str(e)
+    else:
+        raise AssertionError("weights of 0 everywhere gave no error")
+    dist._state["comm"] = counting.comm
+    if dist.is_main():
         print("ok")
 
 

@@ -97,8 +97,22 @@ def test_broadcast_and_allreduce_on_two_ranks():
     assert result.stdout.split() == ["ok"]  # only rank 0 prints
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_a_reduction_through_shared_memory_gives_the_formula_and_keeps_held_results(ranks):
+    """The shared-memory path (forced for small trees): every leaf is
+    ``(w_0 x_0 + w_1 x_1 + ...) * (1 / sum w)`` in its dtype, bit for bit, on every rank, for
+    float32, float64, float16, complex64, numpy scalars and Python floats; results are
+    read-only; while results (or a view of one, on one rank only) hold both buffers the
+    calls take MPI_Allreduce and the held values never change; weights of 0 everywhere are
+    an error on every rank; the job then exits cleanly. See ``job_shared``."""
+    result = mpirun(str(JOBS), "shared", n=ranks)
+    check_ok(result)
+    assert result.stdout.split() == ["ok"]
+
+
+@pytest.mark.parametrize("path", ["shared", "mpi"])
 @pytest.mark.parametrize(("ranks", "batch"), [(2, 64), (2, 63), (3, 64)])
-def test_ranks_match_one_process(tmp_path, ranks, batch):
+def test_ranks_match_one_process(tmp_path, ranks, batch, path):
     """100 momentum steps of a small MLP at global batch ``batch``: the ranks agree bit for
     bit after every step (checked inside the job), and with 1 process to float32 round-off.
     3 ranks on 2 cores share them; MPICH's reduction still hands each the same bits.
@@ -113,10 +127,11 @@ def test_ranks_match_one_process(tmp_path, ranks, batch):
     mean of unequal shards would do) moves the weights by 0.16 to 0.32 of the largest;
     asserted above 1e-2 of it. With 63 examples on 2 ranks the shards are 31 and 32, with
     64 on 3 ranks 21, 21 and 22, so the weighted mean is what makes the runs agree (an
-    unweighted one ends 0.17 away).
+    unweighted one ends 0.17 away). ``path``: the gradients are averaged through shared
+    memory (forced: the tree is small) or by MPI_Allreduce (the job checks which).
     """
     out = tmp_path / "params.npz"
-    check_ok(mpirun(str(JOBS), "train", "100", str(batch), str(out), n=ranks))
+    check_ok(mpirun(str(JOBS), "train", "100", str(batch), str(out), path, n=ranks))
     two, _ = tg.checkpoint.load(out)
     one = mpi_jobs.train(100, batch)
     scale = max(float(np.max(np.abs(leaf))) for leaf in tg.tree_leaves(one))
