@@ -605,16 +605,23 @@ def _node(comm: Any) -> Any:
 class _SharedReduction:
     """The ranks of one machine averaging the trees of one layout through shared memory.
 
-    The window holds, for each dtype group of ``n = total + tail`` elements, ``N`` slots
-    of ``n`` (rank ``q`` writes its weighted values and its weight into slot ``q``) and
-    two result buffers of ``total``. A reduction: each rank packs its slot; all agree,
-    in one small ``MPI_Allreduce`` that is also the barrier after packing, on a result
-    buffer that no rank's earlier result still uses; rank ``r`` sums elements
-    ``[r total / N, (r + 1) total / N)`` of the slots in rank order into it and scales
-    them by ``1 / sum of weights``; a barrier; every rank returns the leaves' views of
-    the whole buffer, made once (read-only). ``MPI_Win_sync`` around each
-    synchronisation orders the loads and stores (the window is locked, passive target,
-    for its lifetime).
+    The window holds, for each dtype group of ``total`` elements, ``N`` slots of
+    ``total + tail`` (rank ``q`` writes its weighted values and its weight into slot
+    ``q``) and two result buffers of ``total``. Rank ``r`` owns the chunk
+    ``[r total / N, (r + 1) total / N)`` of each group. A reduction:
+
+    1. each rank writes its weighted values into its slot, except its own chunk, which
+       no other rank reads;
+    2. all agree, in one small ``MPI_Allreduce`` that is also the barrier after
+       writing, on whether the result buffer next in turn is free (no rank still holds
+       a result made from it; else every rank takes ``MPI_Allreduce`` instead);
+    3. rank ``r`` sums its chunk over the ranks, in rank order (its own term from its
+       own arrays), into that buffer and scales it by ``1 / sum of weights``;
+    4. a barrier; every rank returns the leaves' views of the whole buffer, made once
+       (read-only).
+
+    ``MPI_Win_sync`` around each synchronisation orders the loads and stores (the window
+    is locked for its lifetime, ``MPI_MODE_NOCHECK``: no rank locks against another).
     """
 
     def __init__(self, node: Any, layout: _Layout, tail: int) -> None:
@@ -632,7 +639,6 @@ class _SharedReduction:
         memory, _ = self.win.Shared_query(0)
         self.slots: list[np.ndarray] = []
         self.results: tuple[list, list] = ([], [])
-        self.tail = tail
         for (dtype, _, total), (slots, results) in zip(layout.groups, places, strict=True):
             count = n * (total + tail)
             self.slots.append(np.frombuffer(memory, dtype, count, slots).reshape(n, -1))
@@ -642,24 +648,43 @@ class _SharedReduction:
                 # view's base to the array that wraps foreign memory), so its reference
                 # count says whether a result made from it is still held.
                 self.results[k].append(np.frombuffer(memory, dtype, total, offset))
-        # Where each leaf goes in this rank's slot, and its result in each buffer.
-        self.packed = _views(layout, [slots[r] for slots in self.slots])
         self.views = (_read_only(_views(layout, self.results[0])),
                       _read_only(_views(layout, self.results[1])))  # fmt: skip
+        # Per group: this rank's chunk [lo, hi); the pieces of leaves outside it, which
+        # go to the slot, and inside it, which go straight into the chunk's sum.
+        self.chunks = [(r * total // n, (r + 1) * total // n) for _, _, total in layout.groups]
+        self.packed: list[tuple[int, int, int, np.ndarray]] = []
+        self.own: list[list[tuple[int, int, int, int, int]]] = []
+        for (_, idx, _), slots, (lo, hi) in zip(
+            layout.groups, self.slots, self.chunks, strict=True
+        ):
+            own, start = [], 0
+            for i in idx:
+                end = start + math.prod(layout.shapes[i])
+                for a, b in ((start, min(end, lo)), (max(start, hi), end)):
+                    if a < b:
+                        self.packed.append((i, a - start, b - start, slots[r, a:b]))
+                if max(start, lo) < min(end, hi):
+                    a, b = max(start, lo), min(end, hi)
+                    own.append((i, a - start, b - start, a - lo, b - lo))
+                start = end
+            self.own.append(own)
+        self.scratch = [np.empty(hi - lo, dtype) for (dtype, _, _), (lo, hi) in
+                        zip(layout.groups, self.chunks, strict=True)]  # fmt: skip
         self.win.Lock_all(MPI.MODE_NOCHECK)
         # No rank ever locks against another (MODE_NOCHECK): the epoch only makes
         # MPI_Win_sync legal, and opening and closing it are local calls.
         atexit.register(self.win.Unlock_all)  # closed before MPI finalises
+        self.watched = (tuple(self.results[0] + self.views[0]),
+                        tuple(self.results[1] + self.views[1]))  # fmt: skip
         self.idle = (self._holders(0), self._holders(1))
         self.flags = np.zeros(2, np.int8)
         self.next = 0
 
     def _holders(self, k: int) -> int:
         """References to result buffer ``k`` and to its leaves' views: the views made
-        here, and whatever the last results handed out still hold."""
-        return sum([sys.getrefcount(a) for a in self.results[k]]) + sum(
-            [sys.getrefcount(v) for v in self.views[k]]
-        )
+        here, and whatever the results handed out still hold."""
+        return sum(map(sys.getrefcount, self.watched[k]))
 
     def _synchronise(self, flags: np.ndarray | None = None) -> None:
         self.win.Sync()
@@ -673,11 +698,12 @@ class _SharedReduction:
         """Each leaf's mean, a read-only view of a result buffer; ``None`` when both
         result buffers are still held somewhere (every rank then gets ``None``)."""
         r, n = self.rank, self.size
-        for a, dest in zip(arrays, self.packed, strict=True):
+        flat = [a.reshape(-1) for a in arrays]
+        for i, a, b, dest in self.packed:
             if weight is None:
-                np.copyto(dest, a)
+                np.copyto(dest, flat[i][a:b])
             else:
-                np.multiply(a, weight, out=dest, casting="same_kind")
+                np.multiply(flat[i][a:b], weight, out=dest, casting="same_kind")
         if weight is not None:
             for slots in self.slots:
                 slots[r, -1] = weight
@@ -692,15 +718,44 @@ class _SharedReduction:
         divisors = [n if weight is None else _sum_in_order(s[:, -1]).real for s in self.slots]
         if any(d == 0 for d in divisors):
             raise ValueError(_ZERO_WEIGHTS)
-        for slots, result, divisor in zip(self.slots, self.results[k], divisors, strict=True):
-            lo, hi = r * result.size // n, (r + 1) * result.size // n
+        for slots, result, (lo, hi), own, scratch, divisor in zip(
+            self.slots, self.results[k], self.chunks, self.own, self.scratch, divisors,
+            strict=True,
+        ):  # fmt: skip
             mine = result[lo:hi]
-            np.add(slots[0, lo:hi], slots[1, lo:hi], out=mine)
-            for q in range(2, n):
+            # The terms in rank order; x_0 + x_1 may start from either (addition commutes).
+            if r <= 1:
+                self._own_term(flat, own, weight, mine, None)
+                others = [q for q in range(n) if q != r]
+            else:
+                np.add(slots[0, lo:hi], slots[1, lo:hi], out=mine)
+                others = list(range(2, r))
+            for q in others:
                 np.add(mine, slots[q, lo:hi], out=mine)
+            if r > 1:
+                self._own_term(flat, own, weight, mine, scratch)
+                for q in range(r + 1, n):
+                    np.add(mine, slots[q, lo:hi], out=mine)
             np.multiply(mine, 1 / divisor, out=mine)
         self._synchronise()
         return self.views[k]
+
+    @staticmethod
+    def _own_term(
+        flat: list[np.ndarray], own: list, weight: float | None, mine: np.ndarray, scratch: Any
+    ) -> None:
+        """Write (``scratch is None``) or add this rank's weighted values into its chunk."""
+        for i, a, b, c, d in own:
+            values, dest = flat[i][a:b], mine[c:d]
+            if scratch is None:
+                if weight is None:
+                    np.copyto(dest, values)
+                else:
+                    np.multiply(values, weight, out=dest, casting="same_kind")
+            else:
+                if weight is not None:
+                    values = np.multiply(values, weight, out=scratch[c:d], casting="same_kind")
+                np.add(dest, values, out=dest)
 
 
 def _read_only(arrays: list[np.ndarray]) -> list[np.ndarray]:

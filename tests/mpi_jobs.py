@@ -194,13 +194,19 @@ def _expected(tree: dict, weight: float | None) -> list:
     return out
 
 
-def _check_mean(mean: dict, tree: dict, weight: float | None) -> None:
+def _check_mean(mean: dict, tree: dict, weight: float | None, exact: bool = True) -> None:
+    """``mean`` is the formula's, bit for bit (else to round-off: MPI_Allreduce on more
+    than 2 ranks may add in another order), with the leaves' kinds, on every rank."""
     for got, want, leaf in zip(
         tg.tree_leaves(mean), _expected(tree, weight), tg.tree_leaves(tree), strict=True
     ):
         assert type(got) is type(leaf), (type(got), type(leaf))
         assert np.asarray(got).dtype == np.asarray(leaf).dtype
-        np.testing.assert_array_equal(got, want)
+        if exact:
+            np.testing.assert_array_equal(got, want)
+        else:
+            rtol = 1e-2 if np.asarray(got).dtype == np.float16 else 1e-5
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
         if isinstance(got, np.ndarray):
             assert not got.flags.writeable
     digests = dist._comm().allgather(digest(mean))
@@ -240,7 +246,7 @@ def job_shared() -> None:
     assert mpi_calls() == 0
     m3, t3 = reduce(3)  # both of this layout's buffers are held: MPI_Allreduce
     assert mpi_calls() == 4  # one per dtype
-    _check_mean(m3, t3, 1.0 + r)
+    _check_mean(m3, t3, 1.0 + r, exact=dist.size() == 2)
     assert digest(m1) == digest(kept1) and digest(m2b) == digest(kept2)
     # Rank 1 alone still holds a view of m1: every rank must keep off its buffer.
     view = m1["a"][2:4].T
@@ -249,7 +255,7 @@ def job_shared() -> None:
         del view
     m4, t4 = reduce(4)
     assert mpi_calls() == 8, counting.calls
-    _check_mean(m4, t4, 1.0 + r)
+    _check_mean(m4, t4, 1.0 + r, exact=dist.size() == 2)
     if r == 1:
         np.testing.assert_array_equal(view, kept1["a"][2:4].T)
         del view

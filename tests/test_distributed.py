@@ -97,10 +97,11 @@ def test_broadcast_and_allreduce_on_two_ranks():
     assert result.stdout.split() == ["ok"]  # only rank 0 prints
 
 
-@pytest.mark.parametrize("ranks", [2, 3])
+@pytest.mark.parametrize("ranks", [2, 3, 4])
 def test_a_reduction_through_shared_memory_gives_the_formula_and_keeps_held_results(ranks):
     """The shared-memory path (forced for small trees): every leaf is
-    ``(w_0 x_0 + w_1 x_1 + ...) * (1 / sum w)`` in its dtype, bit for bit, on every rank, for
+    ``(w_0 x_0 + w_1 x_1 + ...) * (1 / sum w)`` in its dtype, bit for bit, on every rank
+    (4 ranks: a rank whose own term comes between others'), for
     float32, float64, float16, complex64, numpy scalars and Python floats; results are
     read-only; while results (or a view of one, on one rank only) hold both buffers the
     calls take MPI_Allreduce and the held values never change; weights of 0 everywhere are
