@@ -607,21 +607,23 @@ class _SharedReduction:
 
     The window holds, for each dtype group of ``total`` elements, ``N`` slots of
     ``total + tail`` (rank ``q`` writes its weighted values and its weight into slot
-    ``q``) and two result buffers of ``total``. Rank ``r`` owns the chunk
-    ``[r total / N, (r + 1) total / N)`` of each group. A reduction:
+    ``q``) and two result buffers of ``total``. A reduction:
 
-    1. each rank writes its weighted values into its slot, except its own chunk, which
-       no other rank reads;
+    1. each rank writes its weighted values into its slot;
     2. all agree, in one small ``MPI_Allreduce`` that is also the barrier after
-       writing, on whether the result buffer next in turn is free (no rank still holds
-       a result made from it; else every rank takes ``MPI_Allreduce`` instead);
-    3. rank ``r`` sums its chunk over the ranks, in rank order (its own term from its
-       own arrays), into that buffer and scales it by ``1 / sum of weights``;
+       writing, on a result buffer that no rank still holds a result of (if both are
+       held, every rank takes ``MPI_Allreduce`` instead);
+    3. rank ``r`` sums elements ``[r total / N, (r + 1) total / N)`` of the slots, in rank
+       order, into that buffer and scales them by ``1 / sum of weights``;
     4. a barrier; every rank returns the leaves' views of the whole buffer, made once
        (read-only).
 
     ``MPI_Win_sync`` around each synchronisation orders the loads and stores (the window
     is locked for its lifetime, ``MPI_MODE_NOCHECK``: no rank locks against another).
+    Writing only the chunks other ranks read, and taking one's own term from one's own
+    arrays, measured no faster (a reduction of the MNIST MLP's 358 KB on 2 ranks: 215 us
+    from warm caches and 378 from cold, against 195 and 391 writing the whole slot), so
+    each rank writes its whole slot.
     """
 
     def __init__(self, node: Any, layout: _Layout, tail: int) -> None:
@@ -639,6 +641,7 @@ class _SharedReduction:
         memory, _ = self.win.Shared_query(0)
         self.slots: list[np.ndarray] = []
         self.results: tuple[list, list] = ([], [])
+        self.tail = tail
         for (dtype, _, total), (slots, results) in zip(layout.groups, places, strict=True):
             count = n * (total + tail)
             self.slots.append(np.frombuffer(memory, dtype, count, slots).reshape(n, -1))
@@ -648,29 +651,10 @@ class _SharedReduction:
                 # view's base to the array that wraps foreign memory), so its reference
                 # count says whether a result made from it is still held.
                 self.results[k].append(np.frombuffer(memory, dtype, total, offset))
+        # Where each leaf goes in this rank's slot, and its result in each buffer.
+        self.packed = _views(layout, [slots[r] for slots in self.slots])
         self.views = (_read_only(_views(layout, self.results[0])),
                       _read_only(_views(layout, self.results[1])))  # fmt: skip
-        # Per group: this rank's chunk [lo, hi); the pieces of leaves outside it, which
-        # go to the slot, and inside it, which go straight into the chunk's sum.
-        self.chunks = [(r * total // n, (r + 1) * total // n) for _, _, total in layout.groups]
-        self.packed: list[tuple[int, int, int, np.ndarray]] = []
-        self.own: list[list[tuple[int, int, int, int, int]]] = []
-        for (_, idx, _), slots, (lo, hi) in zip(
-            layout.groups, self.slots, self.chunks, strict=True
-        ):
-            own, start = [], 0
-            for i in idx:
-                end = start + math.prod(layout.shapes[i])
-                for a, b in ((start, min(end, lo)), (max(start, hi), end)):
-                    if a < b:
-                        self.packed.append((i, a - start, b - start, slots[r, a:b]))
-                if max(start, lo) < min(end, hi):
-                    a, b = max(start, lo), min(end, hi)
-                    own.append((i, a - start, b - start, a - lo, b - lo))
-                start = end
-            self.own.append(own)
-        self.scratch = [np.empty(hi - lo, dtype) for (dtype, _, _), (lo, hi) in
-                        zip(layout.groups, self.chunks, strict=True)]  # fmt: skip
         self.win.Lock_all(MPI.MODE_NOCHECK)
         # No rank ever locks against another (MODE_NOCHECK): the epoch only makes
         # MPI_Win_sync legal, and opening and closing it are local calls.
@@ -698,12 +682,11 @@ class _SharedReduction:
         """Each leaf's mean, a read-only view of a result buffer; ``None`` when both
         result buffers are still held somewhere (every rank then gets ``None``)."""
         r, n = self.rank, self.size
-        flat = [a.reshape(-1) for a in arrays]
-        for i, a, b, dest in self.packed:
+        for a, dest in zip(arrays, self.packed, strict=True):
             if weight is None:
-                np.copyto(dest, flat[i][a:b])
+                np.copyto(dest, a)
             else:
-                np.multiply(flat[i][a:b], weight, out=dest, casting="same_kind")
+                np.multiply(a, weight, out=dest, casting="same_kind")
         if weight is not None:
             for slots in self.slots:
                 slots[r, -1] = weight
@@ -718,44 +701,15 @@ class _SharedReduction:
         divisors = [n if weight is None else _sum_in_order(s[:, -1]).real for s in self.slots]
         if any(d == 0 for d in divisors):
             raise ValueError(_ZERO_WEIGHTS)
-        for slots, result, (lo, hi), own, scratch, divisor in zip(
-            self.slots, self.results[k], self.chunks, self.own, self.scratch, divisors,
-            strict=True,
-        ):  # fmt: skip
+        for slots, result, divisor in zip(self.slots, self.results[k], divisors, strict=True):
+            lo, hi = r * result.size // n, (r + 1) * result.size // n
             mine = result[lo:hi]
-            # The terms in rank order; x_0 + x_1 may start from either (addition commutes).
-            if r <= 1:
-                self._own_term(flat, own, weight, mine, None)
-                others = [q for q in range(n) if q != r]
-            else:
-                np.add(slots[0, lo:hi], slots[1, lo:hi], out=mine)
-                others = list(range(2, r))
-            for q in others:
+            np.add(slots[0, lo:hi], slots[1, lo:hi], out=mine)
+            for q in range(2, n):
                 np.add(mine, slots[q, lo:hi], out=mine)
-            if r > 1:
-                self._own_term(flat, own, weight, mine, scratch)
-                for q in range(r + 1, n):
-                    np.add(mine, slots[q, lo:hi], out=mine)
             np.multiply(mine, 1 / divisor, out=mine)
         self._synchronise()
         return self.views[k]
-
-    @staticmethod
-    def _own_term(
-        flat: list[np.ndarray], own: list, weight: float | None, mine: np.ndarray, scratch: Any
-    ) -> None:
-        """Write (``scratch is None``) or add this rank's weighted values into its chunk."""
-        for i, a, b, c, d in own:
-            values, dest = flat[i][a:b], mine[c:d]
-            if scratch is None:
-                if weight is None:
-                    np.copyto(dest, values)
-                else:
-                    np.multiply(values, weight, out=dest, casting="same_kind")
-            else:
-                if weight is not None:
-                    values = np.multiply(values, weight, out=scratch[c:d], casting="same_kind")
-                np.add(dest, values, out=dest)
 
 
 def _read_only(arrays: list[np.ndarray]) -> list[np.ndarray]:
