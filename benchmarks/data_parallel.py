@@ -30,7 +30,9 @@ Printed per configuration, as medians over the rounds (min-max beside):
   waiting for the slower rank included;
 - ``bare allreduce ms``: the same reduction of the gradient tree alone, right after a
   barrier, repeated: the cost of the communication itself;
-- ``speed-up``: samples/s against 1 rank;
+- ``speed-up``: median samples/s against 1 rank's; ``per round``: the median (and range)
+  of the same ratio taken within each round, whose runs follow each other, so that a
+  slow or fast spell of the machine longer than a round cancels;
 - ``CPU share``: the smallest share of its run's time that a rank spent on a CPU (a run
   below ``--min-cpu-share``, disturbed by another job, is run again).
 
@@ -87,6 +89,7 @@ def worker(batch: int, steps: int, warmup: int, seed: int, jit: bool = True) -> 
     """
     rng = np.random.default_rng(seed)
     params = dist.broadcast(tg.nn.init_mlp(rng, SIZES, dtype=np.float32))
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     pool = 16 * batch  # a few distinct batches, the same on every rank
     x = rng.random((pool, SIZES[0]), dtype=np.float32)
     y = rng.integers(0, SIZES[-1], pool)
@@ -115,6 +118,7 @@ def worker(batch: int, steps: int, warmup: int, seed: int, jit: bool = True) -> 
     share = (time.process_time() - cpu0) / seconds
     comm = dist._comm()
     shares = [share] if comm is None else comm.allgather(share)
+    cpus = cpus if comm is None else comm.allgather(cpus)  # each rank's, to show binding
 
     # The reduction alone, every rank ready: what the communication itself costs.
     bare = []
@@ -134,6 +138,7 @@ def worker(batch: int, steps: int, warmup: int, seed: int, jit: bool = True) -> 
                     "bare_allreduce_ms": 1e3 * statistics.median(bare),
                     "final_loss": float(loss),
                     "cpu_share": min(shares),
+                    "cpus": cpus,
                 }
             ),
             flush=True,
@@ -333,7 +338,10 @@ def launch(config: str, args: argparse.Namespace, timeout: float) -> dict:
     ]  # fmt: skip
     if config == ALONE:
         half = [sys.executable, *worker_args, "--batch", str(args.batch // 2)]
-        procs = [_run(half, timeout), _run(half, timeout)]
+        if args.bind_to == "core":  # each on its own core, as mpiexec -bind-to core does
+            procs = [_run([*half, "--cpu", str(cpu)], timeout) for cpu in (0, 1)]
+        else:
+            procs = [_run(half, timeout), _run(half, timeout)]
         a, b = (_result(p, timeout, config) for p in procs)
         return {
             "samples_per_s": a["samples_per_s"] + b["samples_per_s"],
@@ -341,13 +349,15 @@ def launch(config: str, args: argparse.Namespace, timeout: float) -> dict:
             "allreduce_ms": 0.0,
             "bare_allreduce_ms": 0.0,
             "cpu_share": min(a["cpu_share"], b["cpu_share"]),
+            "cpus": [a["cpus"], b["cpus"]],
         }
     mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which(
         "mpiexec"
     )
     if mpiexec is None:
         raise SystemExit("mpiexec not found: pip install -e '.[distributed]'")
-    command = [mpiexec, "-n", config, sys.executable, *worker_args, "--batch", str(args.batch)]
+    command = [mpiexec, "-bind-to", args.bind_to, "-n", config, sys.executable]
+    command += [*worker_args, "--batch", str(args.batch)]
     return _result(_run(command, timeout), timeout, f"{config} ranks")
 
 
@@ -417,11 +427,21 @@ def main(argv: list[str] | None = None) -> None:
         help="run each step as Python instead of the two programs tg.jit compiles from the "
         "gradient and the update (what examples/mnist_tape.py runs under mpiexec)",
     )
+    ap.add_argument(
+        "--bind-to",
+        choices=["core", "none"],
+        default="core",
+        help="mpiexec's -bind-to: pin each rank to a core (the default, as MPI jobs are "
+        "usually run), or let the kernel move them ('2 alone' pins its two processes too)",
+    )
+    ap.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model", action="store_true", help="print the cost model's inputs")
     add_clock_argument(ap)  # for --model; the runs of 1 and 2 ranks use wall time
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
+        if args.cpu is not None:
+            os.sched_setaffinity(0, {args.cpu})
         with dist.abort_on_error():
             worker(args.batch, args.steps, args.warmup, args.seed, jit=not args.no_jit)
         return
@@ -436,7 +456,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"python  : {platform.python_version()}; numpy {np.__version__}")
     print(f"tapegrad: {tg.__version__} (git {git_revision()})")
     print(f"MPI     : mpi4py {dist_version('mpi4py')}, mpich {dist_version('mpich')}")
-    print(f"run     : global batch {args.batch}, {args.steps} timed steps after {args.warmup}")
+    print(
+        f"run     : global batch {args.batch}, {args.steps} timed steps after {args.warmup}; "
+        f"mpiexec -bind-to {args.bind_to}"
+    )
     print(f"load    : {os.getloadavg()[0]:.2f} (1-minute average, at start)")
     configs = [str(n) for n in args.ranks] + ([] if args.no_alone else [ALONE])
     results: dict[str, list[dict]] = {c: [] for c in configs}
@@ -450,7 +473,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(
                     f"  round {round_} ({'warm-up' if round_ == 0 else 'counted'}): {n:>7} "
                     f"{result['samples_per_s']:8.0f} samples/s, allreduce "
-                    f"{result['allreduce_ms']:.3f} ms/step, CPU share {result['cpu_share']:.2f}",
+                    f"{result['allreduce_ms']:.3f} ms/step, CPU share {result['cpu_share']:.2f}, "
+                    f"CPUs {result['cpus']}",
                     flush=True,
                 )
                 if result["cpu_share"] >= args.min_cpu_share:
@@ -469,17 +493,24 @@ def main(argv: list[str] | None = None) -> None:
     base = statistics.median(r["samples_per_s"] for r in results[configs[0]])
     print(
         f"{'ranks':>7}  {'samples/s':>20}  {'ms/step':>18}  {'allreduce ms/step':>18}  "
-        f"{'bare allreduce ms':>18}  {'speed-up':>8}  {'CPU share':>9}"
+        f"{'bare allreduce ms':>18}  {'speed-up':>8}  {'per round':>18}  {'CPU share':>9}"
     )
     for n in configs:
         rows = results[n]
         speed = statistics.median(r["samples_per_s"] for r in rows)
+        # Each round runs every configuration back to back: the ratio within a round
+        # cancels the machine's slower and faster spells that last longer than a round.
+        paired = [
+            r["samples_per_s"] / b["samples_per_s"]
+            for r, b in zip(rows, results[configs[0]], strict=True)
+        ]
         print(
             f"{n:>7}  {_fmt([r['samples_per_s'] for r in rows], 0):>20}  "
             f"{_fmt([r['ms_per_step'] for r in rows], 2):>18}  "
             f"{_fmt([r['allreduce_ms'] for r in rows], 3):>18}  "
             f"{_fmt([r['bare_allreduce_ms'] for r in rows], 3):>18}  "
-            f"{speed / base:>7.2f}x  {min(r['cpu_share'] for r in rows):>9.2f}"
+            f"{speed / base:>7.2f}x  {_fmt(paired, 2):>18}  "
+            f"{min(r['cpu_share'] for r in rows):>9.2f}"
         )
 
 
