@@ -34,6 +34,11 @@ initialised MPI through :mod:`mpi4py`. Otherwise nothing is imported and there i
 process. Importing this module never needs :mod:`mpi4py` (``pip install
 'tapegrad[distributed]'`` installs it and MPICH).
 
+Reductions. On one machine, :func:`allreduce_mean` sums through an MPI-3 shared-memory
+window (each rank writes its buffer, sums its share of everyone's, and reads the whole
+mean in place); across machines, or for small trees, by ``MPI_Allreduce``. Either way
+the mean's arrays are read-only: on one machine they are memory the ranks share.
+
 Failures. A rank that dies with an uncaught exception would leave the others waiting in
 their next reduction forever. So when MPI starts with more than one process, an
 exception hook is installed that prints the traceback and calls ``MPI_Abort``, which ends
