@@ -646,7 +646,6 @@ class _SharedReduction:
         memory, _ = self.win.Shared_query(0)
         self.slots: list[np.ndarray] = []
         self.results: tuple[list, list] = ([], [])
-        self.tail = tail
         for (dtype, _, total), (slots, results) in zip(layout.groups, places, strict=True):
             count = n * (total + tail)
             self.slots.append(np.frombuffer(memory, dtype, count, slots).reshape(n, -1))
