@@ -270,6 +270,14 @@ def job_shared() -> None:
         assert "weights of all ranks are 0" in str(e)
     else:
         raise AssertionError("weights of 0 everywhere gave no error")
+    # At most _MAX_SHARED layouts get shared memory (it is never freed): later layouts
+    # take MPI_Allreduce, with the same results.
+    calls, n = mpi_calls(), dist.size()
+    for extra in range(dist._MAX_SHARED - dist._state["windows"] + 1):
+        mean = dist.allreduce_mean({"x": np.full(10 + extra, r + 1.0)})
+        assert (mean["x"] == (n + 1) / 2).all(), mean
+    assert dist._state["windows"] == dist._MAX_SHARED
+    assert mpi_calls() == calls + 1, counting.calls  # the last layout only
     dist._state["comm"] = counting.comm
     if dist.is_main():
         print("ok")

@@ -105,7 +105,8 @@ def test_a_reduction_through_shared_memory_gives_the_formula_and_keeps_held_resu
     float32, float64, float16, complex64, numpy scalars and Python floats; results are
     read-only; while results (or a view of one, on one rank only) hold both buffers the
     calls take MPI_Allreduce and the held values never change; weights of 0 everywhere are
-    an error on every rank; the job then exits cleanly. See ``job_shared``."""
+    an error on every rank; layouts past the limit of windows take MPI_Allreduce; the job
+    then exits cleanly. See ``job_shared``."""
     result = mpirun(str(JOBS), "shared", n=ranks)
     check_ok(result)
     assert result.stdout.split() == ["ok"]
