@@ -321,8 +321,7 @@ def _plan(
     if layout is not None:
         leaves = layout.guard((tree,))
         if leaves is not None:
-            arrays = [leaf if type(leaf) is np.ndarray else np.asarray(leaf) for leaf in leaves]
-            return leaves, arrays, layout
+            return leaves, [_as_array(leaf) for leaf in leaves], layout
     leaves = []
     structure = _walk(tree, leaves)
     arrays = [_as_array(leaf) for leaf in leaves]
@@ -425,20 +424,14 @@ def _number(leaf: Any, view: np.ndarray) -> Any:
     return (view.dtype.type if isinstance(leaf, np.generic) else type(leaf))(view[()])
 
 
-def _pack(
-    arrays: list[np.ndarray], idx: list[int], buf: np.ndarray, scale: float | None
-) -> np.ndarray:
-    """Copy the leaves ``idx`` (times ``scale``) into ``buf``, one after the other."""
-    offset = 0
-    for i in idx:
-        n = arrays[i].size
-        dest = buf[offset : offset + n]
+def _fill(dests: list[np.ndarray], arrays: list[np.ndarray], scale: float | None) -> None:
+    """Write each array (times ``scale``) into its destination, a view of the same shape
+    (see :func:`_views`)."""
+    for dest, a in zip(dests, arrays, strict=True):
         if scale is None:
-            dest[...] = arrays[i].reshape(-1)
+            np.copyto(dest, a)
         else:
-            np.multiply(arrays[i].reshape(-1), scale, out=dest, casting="same_kind")
-        offset += n
-    return buf
+            np.multiply(a, scale, out=dest, casting="same_kind")
 
 
 def _kept_buffer(dtype: np.dtype, n: int) -> np.ndarray:
@@ -470,8 +463,10 @@ def broadcast(tree: PyTree, root: int = 0) -> PyTree:
     leaves, arrays, layout = _plan(comm, "broadcast", tree, f"with root {root}", "biufc")
     groups = layout.groups
     if comm.Get_rank() == root:
-        for dtype, idx, total in groups:
-            comm.Bcast(_pack(arrays, idx, np.empty(total, dtype), None), root=root)
+        buffers = [np.empty(total, dtype) for dtype, _, total in groups]
+        _fill(_views(layout, buffers), arrays, None)
+        for buf in buffers:
+            comm.Bcast(buf, root=root)
         return tree
     buffers = []
     for dtype, _, total in groups:
@@ -538,19 +533,18 @@ def allreduce_mean(tree: PyTree, weight: float | None = None) -> PyTree:
     if views is None:
         from mpi4py import MPI  # loaded already: comm exists
 
-        buffers = []
-        for dtype, idx, total in groups:
-            buf = _pack(arrays, idx, _kept_buffer(dtype, total + tail), weight)
+        buffers = [_kept_buffer(dtype, total + tail) for dtype, _, total in groups]
+        _fill(_views(layout, buffers), arrays, weight)
+        means = []
+        for buf, (dtype, _, total) in zip(buffers, groups, strict=True):
             if tail:
                 buf[-1] = weight
             comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
             divisor = comm.Get_size() if weight is None else buf[-1].real
             if divisor == 0:
                 raise ValueError(_ZERO_WEIGHTS)
-            mean = np.multiply(buf[:total], 1 / divisor, dtype=dtype)  # a new array
-            mean.flags.writeable = False
-            buffers.append(mean)
-        views = _views(layout, buffers)
+            means.append(np.multiply(buf[:total], 1 / divisor, dtype=dtype))  # new arrays
+        views = _read_only(_views(layout, means))
     return _unpack(leaves, layout, views)
 
 
@@ -686,11 +680,7 @@ class _SharedReduction:
         """Each leaf's mean, a read-only view of a result buffer; ``None`` when both
         result buffers are still held somewhere (every rank then gets ``None``)."""
         r, n = self.rank, self.size
-        for a, dest in zip(arrays, self.packed, strict=True):
-            if weight is None:
-                np.copyto(dest, a)
-            else:
-                np.multiply(a, weight, out=dest, casting="same_kind")
+        _fill(self.packed, arrays, weight)
         if weight is not None:
             for slots in self.slots:
                 slots[r, -1] = weight
