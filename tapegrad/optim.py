@@ -330,19 +330,14 @@ def _per_leaf(
     mismatch names the leaf's path.
     """
     if type(decay) is bool:
-
-        def call(p: Any, g: Any, *more: Any) -> Any:
-            if (p.shape != g.shape) if type(p) is type(g) is np.ndarray else _differ(p, g):
-                raise _ShapeMismatch
-            return fn(p, g, *more, decay)
-
+        extra: tuple = (decay,)  # one flag for every leaf
     else:
-        states = (*states, decay)
+        states, extra = (*states, decay), ()  # a tree of flags, walked with the others
 
-        def call(p: Any, g: Any, *more: Any) -> Any:
-            if (p.shape != g.shape) if type(p) is type(g) is np.ndarray else _differ(p, g):
-                raise _ShapeMismatch
-            return fn(p, g, *more)
+    def call(p: Any, g: Any, *more: Any) -> Any:
+        if (p.shape != g.shape) if type(p) is type(g) is np.ndarray else _differ(p, g):
+            raise _ShapeMismatch
+        return fn(p, g, *more, *extra)
 
     if n == 1:
         body = call
