@@ -205,6 +205,28 @@ def test_std_derivative_at_a_constant_slice_is_nan():
     np.testing.assert_array_equal(g[0], [0.0, 0.0, 0.0])
 
 
+@pytest.mark.parametrize(
+    ("shape", "axis", "keepdims"),
+    [((), None, False), ((1,), None, True), ((1, 3), 0, False), ((2, 1, 3), 1, True),
+     ((1, 1), (0, 1), False)],
+)  # fmt: skip
+def test_std_over_slices_of_one_value_has_derivative_zero(shape, axis, keepdims):
+    # std of one value is 0 for every value: a constant function, not a kink (autograd
+    # gives 0 too), to every order, also through numpy's own np.std
+    x = np.random.default_rng(0).standard_normal(shape) + 0.5
+    u = np.random.default_rng(1).standard_normal(np.std(x, axis=axis, keepdims=keepdims).shape)
+
+    def f(a):
+        return tg.sum(np.std(a, axis=axis, keepdims=keepdims) * u)
+
+    np.testing.assert_array_equal(tg.grad(f)(x), np.zeros(shape))
+    np.testing.assert_array_equal(tg.hessian(f)(x), np.zeros(shape + shape))
+    check_grads(f, (x,), order=2)
+    with np.errstate(invalid="ignore", divide="ignore"), pytest.warns(RuntimeWarning):
+        g = tg.grad(lambda a: tg.sum(np.std(a, axis=axis, ddof=1)))(x)  # no degrees of freedom
+    assert np.isnan(g).all()
+
+
 def test_var_of_ints_is_float64_as_numpy():
     x = np.array([1, 2, 4])
     assert ops.var(x).dtype == np.var(x).dtype == np.float64

@@ -363,12 +363,17 @@ def var(
 
 
 def _std_vjp(i, g, ans, x, axis=None, dtype=None, ddof=0, keepdims=False):
-    """d std(x)/dx_j = (x_j - mean(x)) / ((n - ddof) std(x)): 0 / 0 = NaN where std = 0."""
+    """d std(x)/dx_j = (x_j - mean(x)) / ((n - ddof) std(x)): 0 / 0 = NaN where std = 0,
+    except over slices of one value (``n == 1 > ddof``), where std is 0 whatever ``x``
+    and so is its derivative: ``g (x - mean(x))``, exactly 0 (and so its derivatives)."""
     x = _in_dtype(x, dtype)
     shape = shape_of(x)
     kept = kept_shape(shape, axis)
+    n = _count(shape, axis)
     centered = x - mean(x, axis=axis, keepdims=True)
-    scaled = reshape(g, kept) * centered * _per_dof(1.0, _count(shape, axis), ddof)
+    scaled = reshape(g, kept) * centered * _per_dof(1.0, n, ddof)
+    if n == 1 and ddof < 1:  # a function of x that is constant, not a kink
+        return scaled
     return scaled / reshape(ans, kept)
 
 
@@ -390,7 +395,8 @@ def _sample_std(draw):
     np.std,
     sample=_sample_std,
     method="std",
-    convention="NaN where the slice is constant (std = 0), as PyTorch and JAX",
+    convention="NaN where a slice of two or more values is constant (std = 0), as PyTorch "
+    "and JAX; 0 over slices of one value, where std is 0 whatever x",
 )
 def std(
     a: ArrayLike,
@@ -402,8 +408,9 @@ def std(
 ) -> ArrayLike:
     """Standard deviation over ``axis``: ``sqrt(var(a, axis, ddof=ddof))``.
 
-    VJP: ``g (x - mean) / ((n - ddof) std)``; NaN over a constant slice (std = 0), where
-    the derivative does not exist (PyTorch and JAX give NaN too).
+    VJP: ``g (x - mean) / ((n - ddof) std)``; NaN over a constant slice of two or more
+    values (std = 0), where the derivative does not exist (PyTorch and JAX give NaN too);
+    0 over slices of one value (``n = 1``, ``ddof < 1``), where std is 0 for every ``x``.
     """
     no_out("std", out)
     params = {"axis": _axis_param(axis), "dtype": _dtype_param(dtype), "ddof": ddof}
