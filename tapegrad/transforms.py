@@ -190,6 +190,17 @@ def _check_scalar(out: Any, fun: Callable, transform: str) -> None:
             f"{shape} {dtype}; reduce it first (tg.sum or tg.mean), or use tg.vjp or "
             "tg.jacobian for a non-scalar output"
         )
+    dtype = np.dtype(dtype_of(out))
+    if dtype.kind != "f":  # a bool or an integer has no derivative; complex ones none here
+        raise TypeError(
+            f"{transform} requires {_name(fun)} to return a real floating-point scalar, "
+            f"got {dtype}: "
+            + (
+                "a comparison or a count has no derivative"
+                if dtype.kind in "biu"
+                else "complex outputs cannot be differentiated"
+            )
+        )
 
 
 def _unbox(x: Any, tape: Tape) -> Any:
@@ -239,8 +250,10 @@ def value_and_grad(
     """A function computing ``fun``'s value and its gradient with respect to ``argnums``.
 
     Args:
-        fun: a function returning a scalar (shape ``()``), or ``(scalar, aux)`` when
-            ``has_aux``. It must use tapegrad's ops (or Python operators) on its inputs.
+        fun: a function returning a real floating-point scalar (shape ``()``; a bool or
+            an integer, a comparison's or a count's, raises ``TypeError``), or
+            ``(scalar, aux)`` when ``has_aux``. It must use tapegrad's ops, numpy's
+            functions or Python operators on its inputs.
         argnums: which positional argument(s) to differentiate: an int, or a tuple of ints
             (then the gradient is a tuple). Each is a pytree of floating-point arrays.
         has_aux: whether ``fun`` returns ``(output, aux)``; ``aux`` comes back concrete.

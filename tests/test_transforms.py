@@ -108,6 +108,19 @@ def test_non_scalar_output_is_an_error_naming_the_shape():
         tg.grad(lambda x: tg.sum(x), has_aux=True)(np.ones(2))
 
 
+def test_boolean_and_integer_outputs_are_type_errors():
+    # a comparison or a count has no derivative: an error, as in JAX and autograd, not zeros
+    x = np.array([1.0, 2.0])
+    with pytest.raises(TypeError, match="real floating-point scalar, got bool"):
+        tg.grad(lambda a: np.allclose(a, a * 3.0 / 3.0))(x)
+    with pytest.raises(TypeError, match=r"got int64.*count"):
+        tg.grad(lambda a: np.sum(a > 1.5))(x)
+    with pytest.raises(TypeError, match="got int64"):
+        tg.value_and_grad(lambda a: 3)(x)
+    np.testing.assert_array_equal(tg.grad(lambda a: 3.0)(x), [0.0, 0.0])  # a float constant
+    assert current_tape() is None
+
+
 def test_integer_and_boolean_leaves_are_type_errors_naming_the_leaf():
     with pytest.raises(TypeError, match=r"params\['layers'\]\[1\]\['W'\].*int64"):
         tg.grad(lambda params: 0.0)({"layers": [{"W": np.ones(2)}, {"W": np.arange(2)}]})
