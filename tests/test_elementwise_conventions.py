@@ -27,6 +27,12 @@ def second_derivatives(fn):
     return tg.grad(lambda a: tg.sum(grad_sum(fn)(a)))
 
 
+def traced_value(fn, *args):
+    """``fn(*args)`` computed with every argument traced: the result's concrete value."""
+    out, _ = tg.vjp(fn, *args)
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # clip: a keeps the gradient at its bounds (PyTorch's clamp); the bounds get it where they
 # clip; a_max wins where the bounds cross
@@ -313,3 +319,108 @@ def test_positive_and_fabs_as_numpy():
     assert grad_sum(np.positive)(x).tolist() == [1.0, 1.0, 1.0]
     assert ops.fabs(np.array([-2, 3])).dtype == np.fabs(np.array([-2, 3])).dtype == np.float64
     assert grad_sum(np.fabs)(x).tolist() == [-1.0, 0.0, 1.0]  # fabs'(0) = 0, as abs
+
+
+# ---------------------------------------------------------------------------------------
+# The parts of real numbers: real, conj and real_if_close are the identity, imag is 0,
+# angle is 0 or pi; iscomplex and isreal are recorded booleans
+
+
+def _parts():
+    """Each way in to the parts of a number, with its derivative on real inputs."""
+    return [
+        (np.real, 1.0),
+        (lambda a: a.real, 1.0),
+        (tnp.real, 1.0),
+        (np.conj, 1.0),
+        (np.conjugate, 1.0),
+        (lambda a: a.conj(), 1.0),
+        (lambda a: a.conjugate(), 1.0),
+        (np.real_if_close, 1.0),
+        (np.imag, 0.0),
+        (lambda a: a.imag, 0.0),
+        (tnp.imag, 0.0),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_real_conj_and_imag_of_real_values_are_the_value_and_zero(dtype):
+    x = np.array([[-1.5, 0.0], [2.0, -0.25]], dtype)
+    w = np.array([[1.0, 2.0], [3.0, 4.0]], dtype)
+    for k, (f, slope) in enumerate(_parts()):
+        value, g = tg.value_and_grad(lambda a, f=f: tg.sum(f(a) * w))(x)
+        out = traced_value(f, x)
+        assert out.shape == x.shape and out.dtype == dtype, k
+        np.testing.assert_array_equal(out, x * slope, err_msg=str(k))
+        assert value.dtype == dtype and g.dtype == dtype, k
+        np.testing.assert_array_equal(g, w * slope, err_msg=str(k))
+    assert ops.conj is ops.conjugate and tnp.conj is ops.conjugate and tg.conj is ops.conjugate
+
+
+def test_real_if_close_returns_a_real_argument_itself_and_complex_ones_to_numpy():
+    x = np.array([1.0, -2.0])
+    assert ops.real_if_close(x) is x
+    z = np.array([1.0 + 1e-20j, 2.0])
+    np.testing.assert_array_equal(ops.real_if_close(z), np.real_if_close(z))
+    assert ops.real_if_close(z).dtype == np.float64
+    assert ops.real_if_close(z + 1j).dtype == np.complex128
+    with pytest.raises(TypeError, match="complex traced value"):
+        tg.jit(lambda a: np.real_if_close(a))(z)
+
+
+def test_angle_of_real_values_is_0_or_pi_as_numpy_and_its_derivative_is_0_at_zero_too():
+    x = np.array([-2.0, -0.0, 0.0, 3.0, np.nan])
+    for deg, half_turn in ((False, math.pi), (True, 180.0)):
+        want = [half_turn, half_turn, 0.0, 0.0, np.nan]
+        np.testing.assert_array_equal(ops.angle(x, deg=deg), want)
+        np.testing.assert_array_equal(ops.angle(x, deg), np.angle(x, deg))
+        np.testing.assert_array_equal(traced_value(lambda a, d=deg: np.angle(a, deg=d), x), want)
+    finite = x[:4]
+    for f in (ops.angle, np.angle, lambda a: np.angle(a, deg=True)):
+        assert grad_sum(f)(finite).tolist() == [0.0] * 4
+        np.testing.assert_array_equal(grad_sum(lambda a, f=f: f(a) * a)(finite), f(finite))
+        h = second_derivatives(lambda a, f=f: f(a) * a * a)(finite)
+        np.testing.assert_array_equal(h, 2 * f(finite))
+
+
+def test_angle_keeps_float32_and_gives_integers_float64_as_numpy():
+    x32 = np.array([-1.0, 2.0], np.float32)
+    for deg in (False, True):
+        assert ops.angle(x32, deg=deg).dtype == np.float32 == np.angle(x32, deg=deg).dtype
+    assert ops.angle(np.array([-1, 2])).dtype == np.float64
+    assert grad_sum(np.angle)(x32).dtype == np.float32
+
+
+def test_iscomplex_and_isreal_of_real_values_and_their_obj_twins():
+    x = np.array([[1.0, 0.0], [-2.0, np.nan]])
+    for f, want in ((np.iscomplex, False), (np.isreal, True), (tnp.iscomplex, False)):
+        out = traced_value(f, x)
+        assert out.dtype == np.bool_ and out.shape == x.shape and (out == want).all()
+    assert ops.isreal(np.float64(1.0)) is np.True_ and ops.iscomplex(2.0) is np.False_
+    seen = {}
+
+    def f(a):
+        seen["obj"] = (np.iscomplexobj(a), np.isrealobj(a))
+        return tg.sum(tg.where(np.isreal(a) & ~np.iscomplex(a), a * a, 0.0))
+
+    assert grad_sum(f)(x[0]).tolist() == [2.0, 0.0]
+    assert seen["obj"] == (False, True)
+    assert {"isreal", "iscomplex"} <= {r.primitive.name for r in tg.make_tape(f)(x[0])}
+
+
+def test_a_compiled_function_recomputes_iscomplex_and_isreal():
+    f = tg.jit(lambda z, a: tg.where(np.iscomplex(z), a, 0.0) + tg.where(np.isreal(z), 0.0, a))
+    a = np.array([1.0, 2.0, 3.0])
+    for z in (np.array([1j, 2, 3]), np.array([1, 2j, 3 + 0j])):
+        np.testing.assert_array_equal(f(z, a), np.where(np.iscomplex(z), 2 * a, 0.0))
+    assert f.compiled == 1
+
+
+def test_complex_values_stay_undifferentiated_with_the_same_errors():
+    z = np.array([1.0 + 2.0j])
+    with pytest.raises(TypeError, match="cannot differentiate with respect to"):
+        tg.grad(lambda a: tg.sum(np.real(a)))(z)
+    with pytest.raises(TypeError, match="complex result on a traced input"):
+        tg.grad(lambda a: tg.sum(np.imag(a * 1j)))(np.array([1.0]))
+    with pytest.raises(TypeError, match="complex result on a traced input"):
+        tg.jit(lambda a: np.conj(a))(z)

@@ -308,6 +308,66 @@ def test_diff_of_order_zero_is_a_and_errors_are_numpys():
 
 
 # ---------------------------------------------------------------------------------------
+# all and any: numpy's truth values (NaN is true, no elements: all True, any False), recorded
+# with no derivative
+
+
+def _traced(fn, x):
+    """``fn(x)`` computed with ``x`` traced: the result's concrete value."""
+    out, _ = tg.vjp(fn, x)
+    return out
+
+
+def test_all_and_any_give_numpys_values_with_axis_keepdims_and_where():
+    x = np.array([[1.0, 0.0, -2.0], [np.nan, 0.5, 0.0]])
+    mask = np.array([[True, False, True], [True, True, False]])
+    pinned = [
+        ({}, False, True),
+        ({"axis": 0}, [True, False, False], [True, True, True]),
+        ({"axis": -1, "keepdims": True}, [[False], [False]], [[True], [True]]),
+        ({"where": mask}, True, True),
+        ({"axis": 1, "where": mask[:1]}, [True, False], [True, True]),
+        ({"axis": 0, "where": np.zeros(3, bool)}, [True] * 3, [False] * 3),
+    ]
+    for kwargs, want_all, want_any in pinned:
+        for name, want in (("all", want_all), ("any", want_any)):
+            expected = getattr(np, name)(x, **kwargs)
+            assert np.asarray(expected).tolist() == want, (name, kwargs)
+            for way in (
+                lambda a, n=name, k=kwargs: getattr(np, n)(a, **k),
+                lambda a, n=name, k=kwargs: getattr(a, n)(**k),
+                lambda a, n=name, k=kwargs: getattr(tnp, n)(a, **k),
+            ):
+                got = _traced(way, x)
+                assert got.dtype == np.bool_ and np.asarray(got).tolist() == want, (name, kwargs)
+            assert type(getattr(ops, name)(x, **kwargs)) is type(expected)
+    assert ops.all(np.ones((0, 2))) and not ops.any(np.ones((0, 2)))
+
+
+def test_all_and_any_decide_a_where_and_pass_no_gradient_themselves():
+    x = np.array([[1.0, 2.0], [-1.0, 3.0]])
+
+    def f(a):
+        rows = np.all(a > 0, axis=1, keepdims=True)
+        return tg.sum(tg.where(rows, a, 3 * a) * (1 + np.any(a > 2.5)))
+
+    assert tg.grad(f)(x).tolist() == [[2.0, 2.0], [6.0, 6.0]]
+    assert tg.grad(lambda a: tg.sum(a * a.all()))(x).tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    assert tg.grad(lambda a: tg.sum(a * np.any(a > 5)))(x).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+def test_a_compiled_function_recomputes_all_and_any():
+    def f(a):
+        return tg.where(np.all(a > 0, axis=1, keepdims=True), a, -a) + np.any(a > 2.5)
+
+    jf = tg.jit(f)
+    for x in (np.array([[1.0, 2.0], [-1.0, 3.0]]), np.array([[-1.0, 2.0], [1.0, 1.0]])):
+        np.testing.assert_array_equal(jf(x), f(x))
+    np.testing.assert_array_equal(jf(np.array([[-1.0, 2.0], [1.0, 1.0]])), [[1, -2], [1, 1]])
+    assert jf.compiled == 1
+
+
+# ---------------------------------------------------------------------------------------
 # average: differentiable in a and in weights
 
 
@@ -387,7 +447,7 @@ def test_trace_gradient_is_the_offset_diagonal_of_the_chosen_planes():
 
 def test_out_is_refused():
     x = np.ones((2, 2))
-    for fn in (ops.prod, ops.var, ops.std, ops.cumsum, ops.cumprod, ops.amax, ops.ptp):
+    for fn in (ops.prod, ops.var, ops.std, ops.cumsum, ops.cumprod, ops.amax, ops.ptp, ops.all):
         with pytest.raises(TypeError, match="out= is not supported"):
             fn(x, out=np.empty(4))
     with pytest.raises(TypeError, match="out= is not supported"):

@@ -218,6 +218,33 @@ def test_moveaxis_with_lists_matches_numpy_values_and_gradients():
         shaping.moveaxis(X, [0, 1], [0])
 
 
+def test_rollaxis_agrees_with_numpy_for_every_axis_and_start_of_3_axes():
+    for axis in range(-3, 3):
+        for start in range(-3, 4):
+            want = np.rollaxis(X, axis, start)
+            np.testing.assert_array_equal(shaping.rollaxis(X, axis, start), want)
+            got = traced_value(lambda a, k=axis, s=start: np.rollaxis(a, k, s), X)
+            np.testing.assert_array_equal(got, want, err_msg=f"{axis} {start}")
+            u = np.arange(24.0).reshape(want.shape)
+            g = tg.grad(lambda a, k=axis, s=start, u=u: tg.sum(np.rollaxis(a, k, s) * u))(X)
+            np.testing.assert_array_equal(np.rollaxis(g, axis, start), u)  # the inverse move
+
+
+def test_rollaxis_start_counts_before_the_axis_is_taken_out_and_errors_are_numpys():
+    x = np.ones((2, 3, 4))
+    assert shaping.rollaxis(x, 0, 3).shape == (3, 4, 2)  # start = ndim: last
+    assert shaping.rollaxis(x, 0, 2).shape == (3, 2, 4)  # before the axis now at 2
+    assert shaping.rollaxis(x, 2, 1).shape == (2, 4, 3)
+    assert shaping.rollaxis(x, -1, -3).shape == (4, 2, 3)
+    assert shaping.rollaxis(x, 1).shape == (3, 2, 4)
+    with pytest.raises(AxisError, match="'start' arg requires -3 <= start < 4"):
+        shaping.rollaxis(x, 0, 4)
+    with pytest.raises(AxisError, match="'start' arg requires"):
+        tg.grad(lambda a: tg.sum(np.rollaxis(a, 0, -4)))(x)
+    with pytest.raises(AxisError):
+        shaping.rollaxis(x, 3)
+
+
 def test_squeeze_of_an_axis_longer_than_one_is_numpys_error():
     x = np.ones((1, 3, 1))
     for value in (x, None):

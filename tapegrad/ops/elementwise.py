@@ -1,6 +1,7 @@
 """Elementwise functions: exponentials and logarithms, powers, activations, extrema of two
-arrays, trigonometric and hyperbolic functions, clipping, remainders, and the
-zero-derivative functions and tests (``sign``, ``floor``, ``round``, ``isfinite``, ...).
+arrays, trigonometric and hyperbolic functions, clipping, remainders, the
+zero-derivative functions and tests (``sign``, ``floor``, ``round``, ``isfinite``, ...), and
+the parts of numbers (``real``, ``imag``, ``conjugate``, ``angle``) on real inputs.
 
 Masks and tie weights in the rules are computed with ops (``x > 0``, ``where``,
 ``equal``), never read off a value, so an outer tape records them too. Constants in the
@@ -32,6 +33,7 @@ from tapegrad.tape import Primitive, Traced, bind
 
 __all__ = [
     "abs",
+    "angle",
     "arccos",
     "arccosh",
     "arcsin",
@@ -43,6 +45,8 @@ __all__ = [
     "cbrt",
     "ceil",
     "clip",
+    "conj",
+    "conjugate",
     "cos",
     "cosh",
     "deg2rad",
@@ -59,9 +63,12 @@ __all__ = [
     "fmod",
     "heaviside",
     "hypot",
+    "imag",
+    "iscomplex",
     "isfinite",
     "isinf",
     "isnan",
+    "isreal",
     "log",
     "log1p",
     "log2",
@@ -76,6 +83,8 @@ __all__ = [
     "power",
     "rad2deg",
     "radians",
+    "real",
+    "real_if_close",
     "reciprocal",
     "relu",
     "remainder",
@@ -1112,3 +1121,128 @@ def isnan(x: ArrayLike) -> ArrayLike:
 def isinf(x: ArrayLike) -> ArrayLike:
     """Whether each element is infinite (a boolean array, no derivative)."""
     return bind(ISINF, (x,))
+
+
+ISCOMPLEX = Primitive("iscomplex", np.iscomplex, zero_vjp)
+ISREAL = Primitive("isreal", np.isreal, zero_vjp)
+
+
+@op(np.iscomplex, sample=unary(), float32=False)
+def iscomplex(x: ArrayLike) -> ArrayLike:
+    """Whether each element has a nonzero imaginary part: a boolean array of ``x``'s shape
+    (a numpy bool for 0-d ``x``), all False for real ``x``.
+
+    Derivative: none (a boolean result).
+    """
+    return bind(ISCOMPLEX, (x,))
+
+
+@op(np.isreal, sample=unary(), float32=False)
+def isreal(x: ArrayLike) -> ArrayLike:
+    """Whether each element has a zero imaginary part: a boolean array of ``x``'s shape (a
+    numpy bool for 0-d ``x``), all True for real ``x``.
+
+    Derivative: none (a boolean result).
+    """
+    return bind(ISREAL, (x,))
+
+
+# =======================================================================================
+# The parts of a number, on real inputs: numpy code written for complex values runs on real
+# ones. A real x is the complex number x + 0i, so its real part and its conjugate are x
+# and its imaginary part is 0. Complex values themselves are not differentiated: grad
+# refuses complex inputs, and an op that would give a complex result from a traced value
+# raises.
+
+
+def _real_vjp(i, g, ans, val):
+    """d re(x)/dx = 1 for real x."""
+    return g
+
+
+REAL = Primitive("real", np.real, _real_vjp)
+
+
+@op(np.real, sample=unary())
+def real(val: ArrayLike) -> ArrayLike:
+    """The real part: for real ``val``, ``val`` itself (numpy returns its argument).
+
+    VJP: ``g``.
+    """
+    return bind(REAL, (val,))
+
+
+IMAG = Primitive("imag", np.imag, zero_vjp)
+
+
+@op(np.imag, sample=unary())
+def imag(val: ArrayLike) -> ArrayLike:
+    """The imaginary part: for real ``val``, zeros of its shape and dtype (numpy returns a
+    read-only array).
+
+    Derivative: zero (the result is 0 whatever ``val``).
+    """
+    return bind(IMAG, (val,))
+
+
+def _conjugate_vjp(i, g, ans, x):
+    """d conj(x)/dx = 1 for real x (conj(x) = x)."""
+    return g
+
+
+CONJUGATE = Primitive("conjugate", np.conjugate, _conjugate_vjp)
+
+
+@op(np.conjugate, sample=unary(), method="conjugate")
+def conjugate(x: ArrayLike) -> ArrayLike:
+    """The complex conjugate: for real ``x``, a copy of ``x`` (shape and dtype kept).
+
+    VJP: ``g``.
+    """
+    return bind(CONJUGATE, (x,))
+
+
+conj = conjugate  # numpy's np.conj is np.conjugate
+
+
+ANGLE = Primitive("angle", np.angle, zero_vjp)
+
+
+def _sample_angle(draw):
+    """Values away from the jump at 0, in radians or degrees."""
+    x = draw.array(draw.shape(), Interval(-3, 3, avoid=(0,)))
+    return (x,), {"deg": draw.choice((False, True))}
+
+
+@op(
+    np.angle,
+    sample=_sample_angle,
+    convention="derivative 0, at x = 0 too; angle(0.0) = 0 and angle(-0.0) = pi, as numpy",
+)
+def angle(z: ArrayLike, deg: bool = False) -> ArrayLike:
+    """The argument of ``z`` as a complex number, ``arctan2(0, z)`` for real ``z``: 0 where
+    ``z > 0`` and at ``+0.0``, pi where ``z < 0`` and at ``-0.0`` (180 with ``deg=True``),
+    NaN at NaN; ``z``'s shape, float64 for integers, float32 kept.
+
+    Derivative: zero (piecewise constant; at the jump too).
+    """
+    return bind(ANGLE, (z,), {"deg": bool(deg)})
+
+
+@op(np.real_if_close, sample=unary())
+def real_if_close(a: ArrayLike, tol: float = 100) -> ArrayLike:
+    """``a`` itself if it is real (numpy returns its argument); a complex ``a`` is given
+    to numpy's function, which drops imaginary parts all within ``tol`` machine epsilons
+    of 0 (a complex traced value is refused: the result's dtype would depend on values).
+
+    VJP: ``g`` (the identity on real ``a``).
+    """
+    if dtype_of(a).kind != "c":
+        return a if type(a) is Traced else np.real_if_close(a, tol)
+    if type(a) is Traced:
+        raise TypeError(
+            f"tg.real_if_close of a complex traced value ({dtype_of(a)}): whether the result "
+            "is real depends on the values, and complex values are not differentiated; use "
+            "np.real(z) for the real part"
+        )
+    return np.real_if_close(a, tol)

@@ -252,6 +252,8 @@ Traced.__iter__ = _traced_iter
 Traced.__array_ufunc__ = _traced_array_ufunc
 Traced.__array_function__ = _traced_array_function
 Traced.T = property(transpose)
+Traced.real = property(elementwise.real)
+Traced.imag = property(elementwise.imag)
 Traced.reshape = _traced_reshape
 Traced.transpose = _traced_transpose
 Traced.astype = cast
@@ -270,3 +272,4 @@ def _method(fn):
 for _spec in REGISTRY.values():
     if _spec.method is not None:
         setattr(Traced, _spec.method, _method(_spec.function))
+Traced.conj = Traced.conjugate  # ndarray has both names

@@ -1,6 +1,6 @@
 """Reductions beyond ``sum`` and scans: ``mean``, ``max``, ``min``, ``logsumexp``, ``prod``,
-``var``, ``std``, ``amax``, ``amin``, ``ptp``, ``average``, ``cumsum``, ``cumprod``, ``diff``
-and ``trace``.
+``var``, ``std``, ``amax``, ``amin``, ``ptp``, the truth tests ``all`` and ``any``,
+``average``, ``cumsum``, ``cumprod``, ``diff`` and ``trace``.
 
 Each reduction's rule reshapes ``g`` to the ``keepdims`` shape and lets it broadcast back
 over the reduced axes. The products (``prod``, ``cumprod``) never divide by ``x``: their
@@ -30,14 +30,17 @@ from tapegrad.ops.core import (
     scatter_add,
     sum,
     transpose,
+    zero_vjp,
 )
 from tapegrad.ops.elementwise import exp
 from tapegrad.ops.registry import DISTINCT, Interval, op, reduction
 from tapegrad.tape import Primitive, Traced, bind
 
 __all__ = [
+    "all",
     "amax",
     "amin",
+    "any",
     "average",
     "cumprod",
     "cumsum",
@@ -444,6 +447,67 @@ def ptp(a: ArrayLike, axis: Axis = None, out: None = None, keepdims: bool = Fals
     """
     no_out("ptp", out)
     return max(a, axis=axis, keepdims=keepdims) - min(a, axis=axis, keepdims=keepdims)
+
+
+# =======================================================================================
+# Truth tests over axes: boolean results, recorded (a replayed tape recomputes them) with
+# no derivative
+
+
+def _all_forward(a, where=True, axis=None, keepdims=False):
+    return np.all(a, axis=axis, keepdims=keepdims, where=where)
+
+
+def _any_forward(a, where=True, axis=None, keepdims=False):
+    return np.any(a, axis=axis, keepdims=keepdims, where=where)
+
+
+ALL = Primitive("all", _all_forward, zero_vjp)
+ANY = Primitive("any", _any_forward, zero_vjp)
+
+
+def _sample_truth(draw):
+    """Values -1, 0 and 1 (zeros are false), an axis, ``keepdims`` and maybe a ``where``
+    mask of the same shape."""
+    shape = draw.shape()
+    kwargs = {"axis": draw.axis(len(shape)), "keepdims": draw.choice((False, True))}
+    if draw.choice((False, True)):
+        kwargs["where"] = draw.array(shape, Interval(-1, 1)) > 0
+    return (draw.array(shape, Interval(-1, 1, step=1)),), kwargs
+
+
+def _truth(prim: Primitive, a: ArrayLike, axis: Axis, keepdims: bool, where: Any) -> ArrayLike:
+    args = (a,) if where is True else (a, where)  # a where array is an input, like an index
+    return bind(prim, args, {"axis": _axis_param(axis), "keepdims": bool(keepdims)})
+
+
+@op(np.all, sample=_sample_truth, method="all", float32=False)
+def all(
+    a: ArrayLike, axis: Axis = None, out: None = None, keepdims: bool = False, *, where: Any = True
+) -> ArrayLike:
+    """Whether every element over ``axis`` (all axes by default) is nonzero: a boolean
+    array, or a numpy bool when all axes are reduced; True over no elements. ``where``, a
+    boolean array that broadcasts to ``a``'s shape, leaves the elements where it is False
+    out (numpy's order of arguments; ``out`` must be None).
+
+    Derivative: none (a boolean result).
+    """
+    no_out("all", out)
+    return _truth(ALL, a, axis, keepdims, where)
+
+
+@op(np.any, sample=_sample_truth, method="any", float32=False)
+def any(
+    a: ArrayLike, axis: Axis = None, out: None = None, keepdims: bool = False, *, where: Any = True
+) -> ArrayLike:
+    """Whether some element over ``axis`` (all axes by default) is nonzero: a boolean array,
+    or a numpy bool when all axes are reduced; False over no elements. ``where`` as in
+    :func:`all` (numpy's order of arguments; ``out`` must be None).
+
+    Derivative: none (a boolean result).
+    """
+    no_out("any", out)
+    return _truth(ANY, a, axis, keepdims, where)
 
 
 # =======================================================================================

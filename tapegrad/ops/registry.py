@@ -100,7 +100,7 @@ class OpSpec:
     def derivative(self) -> str:
         """The first line of the function's docstring that states its derivative."""
         for line in (self.function.__doc__ or "").splitlines():
-            if "VJP" in line or "derivative" in line:
+            if "VJP" in line or "derivative" in line.lower():
                 return line.strip()
         return ""
 

@@ -1,6 +1,6 @@
 """Reshaping, joining and splitting: ``concatenate``, ``stack``, ``take``, ``ravel``,
-``squeeze``, ``expand_dims``, ``swapaxes``, ``moveaxis``, ``broadcast_arrays``, the
-``*stack`` and ``*split`` families, ``append`` and ``atleast_*d``.
+``squeeze``, ``expand_dims``, ``swapaxes``, ``moveaxis``, ``rollaxis``, ``broadcast_arrays``,
+the ``*stack`` and ``*split`` families, ``append`` and ``atleast_*d``.
 
 ``concatenate`` and ``stack`` are primitives: each rule hands every input its own slice of
 the cotangent. The rest are composites of them and of ``reshape``, ``transpose``,
@@ -53,6 +53,7 @@ __all__ = [
     "hstack",
     "moveaxis",
     "ravel",
+    "rollaxis",
     "split",
     "squeeze",
     "stack",
@@ -317,6 +318,35 @@ def moveaxis(
     perm = [k for k in range(ndim) if k not in src]
     for d, s in sorted(zip(dst, src, strict=True)):
         perm.insert(d, s)
+    return transpose(a, perm)
+
+
+def _sample_rollaxis(draw):
+    shape = draw.shape(min_dims=1)
+    n = len(shape)
+    return (draw.array(shape, Interval()), draw.integers(-n, n - 1)), {
+        "start": draw.integers(-n, n)
+    }
+
+
+@op(np.rollaxis, sample=_sample_rollaxis)
+def rollaxis(a: ArrayLike, axis: int, start: int = 0) -> ArrayLike:
+    """``a`` with axis ``axis`` moved to stand before the axis now at position ``start``
+    (numpy's older :func:`moveaxis`): ``start`` runs from ``-ndim`` to ``ndim``, a negative
+    one counting from the end and ``ndim`` moving the axis last; the other axes keep
+    their order.
+
+    VJP: ``g`` with the axis moved back (the inverse permutation).
+    """
+    ndim = _ndim(a)
+    _numpy_shape("rollaxis", np.rollaxis, a, axis, start)  # numpy's checks
+    src = _axis(axis, ndim, "rollaxis")
+    dst = operator.index(start)
+    dst += ndim if dst < 0 else 0
+    if src < dst:  # counted before the axis was taken out
+        dst -= 1
+    perm = [k for k in range(ndim) if k != src]
+    perm.insert(dst, src)
     return transpose(a, perm)
 
 
