@@ -1108,18 +1108,30 @@ def heaviside(x: ArrayLike, h0: ArrayLike) -> ArrayLike:
     return bind(HEAVISIDE, (x, h0))
 
 
+@op(np.isfinite, sample=unary(), float32=False)
 def isfinite(x: ArrayLike) -> ArrayLike:
-    """Whether each element is finite (a boolean array, no derivative)."""
+    """Whether each element is finite: a boolean array of ``x``'s shape.
+
+    Derivative: none (a boolean result).
+    """
     return bind(ISFINITE, (x,))
 
 
+@op(np.isnan, sample=unary(), float32=False)
 def isnan(x: ArrayLike) -> ArrayLike:
-    """Whether each element is NaN (a boolean array, no derivative)."""
+    """Whether each element is NaN: a boolean array of ``x``'s shape.
+
+    Derivative: none (a boolean result).
+    """
     return bind(ISNAN, (x,))
 
 
+@op(np.isinf, sample=unary(), float32=False)
 def isinf(x: ArrayLike) -> ArrayLike:
-    """Whether each element is infinite (a boolean array, no derivative)."""
+    """Whether each element is infinite: a boolean array of ``x``'s shape.
+
+    Derivative: none (a boolean result).
+    """
     return bind(ISINF, (x,))
 
 

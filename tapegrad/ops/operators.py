@@ -76,9 +76,6 @@ _NO_DERIVATIVE_UFUNCS = {
     np.logical_and: core.logical_and,
     np.logical_or: core.logical_or,
     np.logical_not: core.logical_not,
-    np.isfinite: elementwise.isfinite,
-    np.isnan: elementwise.isnan,
-    np.isinf: elementwise.isinf,
 }
 BY_NUMPY.update({f: op for f, op in _NO_DERIVATIVE_UFUNCS.items() if f not in BY_NUMPY})
 # ndarray.clip(traced bounds) calls numpy's internal clip ufunc
