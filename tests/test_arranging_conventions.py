@@ -363,3 +363,92 @@ def test_flips_need_enough_dimensions():
         tnp.fliplr(np.ones(3))
     with pytest.raises(ValueError, match=r"tg\.flipud"):
         tnp.flipud(np.float64(1.0))
+
+
+# ---------------------------------------------------------------------------------------
+# partition
+
+
+def _slot_of_each_input(x, out):
+    """Where each element of ``x`` went in ``out`` (distinct values)."""
+    return np.array([np.flatnonzero(out == v)[0] for v in x])
+
+
+@pytest.mark.parametrize("kth", [0, 3, 60, -1, (2, 7), [1, -2]])
+def test_partition_sends_each_slot_back_to_the_element_it_holds(kth):
+    # numpy's argpartition may order the other elements differently from partition (it
+    # does for all of these arrays with an int kth, numpy 2.4): scattering through its
+    # positions would give wrong gradients, so the rule must not use them
+    u = np.arange(120.0)
+    for seed in range(10):
+        x = np.random.default_rng(seed).standard_normal(120)  # distinct values
+        expected = u[_slot_of_each_input(x, np.partition(x, kth))]
+        np.testing.assert_array_equal(_vjp(lambda a: np.partition(a, kth), x, u), expected)
+        np.testing.assert_array_equal(_vjp(lambda a: tnp.partition(a, kth), x, u), expected)
+
+
+def test_partition_along_axes_and_flattened():
+    x = np.random.default_rng(2).permutation(24).reshape(2, 3, 4) / 5.0
+    u = np.random.default_rng(3).standard_normal((2, 3, 4))
+    for axis in (0, 1, -1):
+        out = np.partition(x, 1, axis=axis)
+        assert _bits_equal(tg.vjp(lambda a, ax=axis: tnp.partition(a, 1, axis=ax), x)[0], out)
+        g = _vjp(lambda a, ax=axis: np.partition(a, 1, axis=ax), x, u)
+        # each element's cotangent is u at the slot holding its value (values are distinct)
+        np.testing.assert_array_equal(g, np.vectorize(lambda v, o=out: u[o == v][0])(x))
+    out = np.partition(x, (3, 10), axis=None)
+    g = _vjp(lambda a: np.partition(a, (3, 10), axis=None), x, u.ravel())
+    np.testing.assert_array_equal(g.ravel(), u.ravel()[_slot_of_each_input(x.ravel(), out)])
+
+
+def _bits_equal(a, b):
+    return np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def test_partition_ties_follow_sorts_convention():
+    x = np.array([2.0, 1.0, 2.0, 1.0, 0.0])
+    u = np.array([10.0, 20.0, 30.0, 40.0, 50.0])
+    # sorted: 0, 1, 1, 2, 2. The two 1s (inputs 1 and 3, in input order) take the slots
+    # holding 1 in output order; the same for the 2s (inputs 0 and 2)
+    out = np.partition(x, 2)
+    g = _vjp(lambda a: np.partition(a, 2), x, u)
+    ones, twos = np.flatnonzero(out == 1.0), np.flatnonzero(out == 2.0)
+    assert g[[1, 3]].tolist() == u[ones].tolist() and g[[0, 2]].tolist() == u[twos].tolist()
+    assert g[4] == u[np.flatnonzero(out == 0.0)[0]]
+    # as sort: with the slots in sorted order the two rules agree
+    np.testing.assert_array_equal(
+        _vjp(lambda a: tnp.partition(a, [0, 1, 2, 3, 4]), x, u), _vjp(tnp.sort, x, u)
+    )
+
+
+def test_partition_has_second_derivatives_and_replays_under_jit():
+    w = np.array([1.0, 2.0, 3.0, 4.0])
+
+    def f(a):
+        return tg.sum(w * np.partition(a, 1) ** 3)
+
+    x = np.array([0.3, -1.2, 0.7, 2.0])
+    check_grads(f, (x,), order=2)
+    step = tg.jit(tg.grad(f))
+    for y in (x, np.array([2.0, 0.7, -1.2, 0.3]), np.array([-1.0, 3.0, 0.1, -2.0])):
+        np.testing.assert_array_equal(step(y), tg.grad(f)(y))
+
+
+def test_argpartition_of_a_traced_value_is_a_recorded_index():
+    x = np.array([0.5, -1.0, 2.0, 0.0])
+    g = tg.grad(lambda a: a[np.argpartition(a, 0)[0]] * 3.0)(x)
+    assert g.tolist() == [0.0, 3.0, 0.0, 0.0]
+
+
+def test_partition_refusals():
+    x = np.array([1.0, 3.0, 2.0])
+    with pytest.raises(TypeError, match="partitions x in place"):
+        tg.grad(lambda a: tg.sum(a.partition(1)))(x)
+    with pytest.raises(ValueError, match="kind must be 'introselect'"):
+        tg.grad(lambda a: tg.sum(np.partition(a, 1, kind="quicksort")))(x)
+    with pytest.raises(ValueError, match="order="):
+        tg.grad(lambda a: tg.sum(np.partition(a, 1, order="f")))(x)
+    with pytest.raises(ValueError, match="booleans"):
+        tg.grad(lambda a: tg.sum(np.partition(a, True)))(x)
+    with pytest.raises(ValueError):  # numpy's own error: kth out of bounds
+        tg.grad(lambda a: tg.sum(np.partition(a, 5)))(x)

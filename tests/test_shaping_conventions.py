@@ -11,6 +11,7 @@ import pytest
 from numpy.exceptions import AxisError
 
 import tapegrad as tg
+import tapegrad.numpy as tnp
 from tapegrad.numpy.building import array, asarray, c_, r_
 from tapegrad.ops import shaping
 from tapegrad.testing import check_grads
@@ -409,3 +410,163 @@ def test_r_directives():
         tg.grad(lambda x: tg.sum(r_["r", x, x]))(a)
     with pytest.raises(ValueError, match="first entry"):
         tg.grad(lambda x: tg.sum(r_[x, "0,2", x]))(a)
+
+
+# ---------------------------------------------------------------------------------------
+# linspace: numpy's arithmetic bit for bit on traced start and stop
+
+
+def _bits(a):
+    a = np.asarray(a)
+    return a.dtype, a.shape, a.tobytes()
+
+
+@pytest.mark.parametrize("num", [0, 1, 2, 7, 50])
+@pytest.mark.parametrize("endpoint", [True, False])
+@pytest.mark.parametrize("axis", [0, -1, 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_linspace_of_traced_ends_is_numpys_bit_for_bit(num, endpoint, axis, dtype):
+    start = np.array([0.1, -3.7, 1e-3, 2.0], dtype)
+    stop = np.array([[1.3], [7e5]], dtype)  # broadcasts against start: ends of shape (2, 4)
+    for retstep in (False, True):
+        ours = traced_value(
+            lambda a, b, r=retstep: np.linspace(a, b, num, endpoint, r, axis=axis), start, stop
+        )
+        theirs = np.linspace(start, stop, num, endpoint, retstep, axis=axis)
+        for o, t in zip(ours if retstep else [ours], theirs if retstep else [theirs], strict=True):
+            assert _bits(o) == _bits(t)
+    # a Python float next to a traced float32 end stays float32, as in numpy
+    ours = traced_value(lambda b: np.linspace(0.1, b, num, endpoint, axis=axis), stop)
+    assert _bits(ours) == _bits(np.linspace(0.1, stop, num, endpoint, axis=axis))
+
+
+def test_linspace_takes_numpys_branch_for_zero_steps():
+    # a denormal step rounds to 0: numpy computes arange / div * delta instead of
+    # arange * step for every element (a branch the tape records as a where)
+    start = np.array([0.0, 1.0])
+    stop = np.array([5e-324, 3.0])
+    assert (np.subtract(stop, start) / 9 == 0).any()
+    ours = traced_value(lambda a, b: np.linspace(a, b, 10), start, stop)
+    assert _bits(ours) == _bits(np.linspace(start, stop, 10))
+    assert _bits(ours) != _bits(
+        np.arange(10.0)[:, None] * ((stop - start) / 9) + start
+    )  # the other branch differs: this test can tell them apart
+
+
+def test_linspace_derivative_is_the_interpolation_weights():
+    num = 5
+    w = np.arange(num) / (num - 1)
+    u = np.array([1.0, -2.0, 0.5, 3.0, 4.0])
+    g_start, g_stop = tg.grad(lambda a, b: np.sum(np.linspace(a, b, num) * u), argnums=(0, 1))(
+        0.3, 2.0
+    )
+    np.testing.assert_allclose(g_start, np.sum((1 - w) * u))
+    np.testing.assert_allclose(g_stop, np.sum(w * u))
+    # endpoint=False: div is num, the last sample is not stop
+    w = np.arange(num) / num
+    g_start, g_stop = tg.grad(
+        lambda a, b: np.sum(np.linspace(a, b, num, endpoint=False) * u), argnums=(0, 1)
+    )(0.3, 2.0)
+    np.testing.assert_allclose([g_start, g_stop], [np.sum((1 - w) * u), np.sum(w * u)])
+    # num=1 with endpoint: the one sample is start (0 * delta + start); the step is NaN
+    g_start, g_stop = tg.grad(lambda a, b: np.linspace(a, b, 1)[0], argnums=(0, 1))(0.3, 2.0)
+    assert (g_start, g_stop) == (1.0, 0.0)
+    assert np.isnan(np.linspace(tg.stop_gradient(0.3), 2.0, 1, retstep=True)[1])
+    # retstep: the step is (stop - start) / div
+    step_grad = tg.grad(lambda a, b: np.linspace(a, b, 5, retstep=True)[1], argnums=(0, 1))
+    assert step_grad(0.3, 2.0) == (-0.25, 0.25)
+
+
+def test_linspace_along_an_axis_and_to_second_order():
+    start, stop = np.array([[0.5, -1.0, 2.0]]), np.array([[1.5], [3.0]])
+    check_grads(lambda a, b: tg.sum(np.linspace(a, b, 4, axis=-1) ** 3), (start, stop), order=2)
+    check_grads(
+        lambda a, b: tg.sum(np.linspace(a, b, 3, endpoint=False, retstep=True)[1] ** 3),
+        (start, stop),
+        order=2,
+    )
+
+
+def test_linspace_with_an_integer_dtype_floors_and_has_no_derivative():
+    stop = np.array([7.9, -2.5])
+    ours = traced_value(lambda b: np.linspace(0.0, b, 5, dtype=np.int64), stop)
+    assert _bits(ours) == _bits(np.linspace(0.0, stop, 5, dtype=np.int64))
+    assert _bits(tnp.linspace(0, 3, 4)) == _bits(np.linspace(0, 3, 4))  # integer ends
+
+
+def test_linspace_refuses_a_negative_num():
+    with pytest.raises(ValueError, match="must be non-negative"):
+        tg.grad(lambda b: np.sum(np.linspace(0.0, b, -1)))(1.0)
+
+
+# ---------------------------------------------------------------------------------------
+# gradient: numpy's stencils, linear in f
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+@pytest.mark.parametrize(
+    "spacing",
+    [(), (0.5,), (0.5, 2.0), (np.array([0.0, 0.5, 1.5]), 2.0), (np.array([0, 1, 2]), 1.0)],
+    ids=["none", "one", "per-axis", "coordinates", "even-integer-coordinates"],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gradient_is_numpys_bit_for_bit(edge_order, spacing, dtype):
+    f = (np.arange(12.0).reshape(3, 4) ** 1.7).astype(dtype)  # 3 rows: edge_order 2's minimum
+    for axis in (None, 0, -2, (1, 0)):
+        # one spacing per axis of `axis`, in its order (coordinates belong to axis 0)
+        given = spacing[::-1] if axis == (1, 0) else spacing
+        if len(spacing) == 2 and axis in (0, -2):
+            given = spacing[:1]
+        kwargs = {"axis": axis, "edge_order": edge_order}
+        ours = traced_value(lambda a, kw=kwargs, s=given: np.gradient(a, *s, **kw), f)
+        theirs = np.gradient(f, *given, **kwargs)
+        assert type(ours) is type(theirs)  # a tuple for several axes (numpy 2)
+        for o, t in zip(
+            *(x if isinstance(x, tuple) else (x,) for x in (ours, theirs)), strict=True
+        ):
+            assert _bits(o) == _bits(t)
+
+
+def test_gradient_edges_on_a_length_3_axis():
+    f = np.array([1.0, 4.0, 2.0])
+    u = np.array([1.0, 10.0, 100.0])
+    # edge_order 2: out[0] = -3/2 f0 + 2 f1 - 1/2 f2, out[1] = (f2 - f0) / 2,
+    # out[2] = 1/2 f0 - 2 f1 + 3/2 f2 (h = 1); the gradient is the transposed stencil
+    stencil = np.array([[-1.5, 2.0, -0.5], [-0.5, 0.0, 0.5], [0.5, -2.0, 1.5]])
+    np.testing.assert_array_equal(np.gradient(f, edge_order=2), stencil @ f)
+    g = tg.grad(lambda a: np.sum(np.gradient(a, edge_order=2) * u))(f)
+    np.testing.assert_array_equal(g, stencil.T @ u)
+    stencil1 = np.array([[-1.0, 1.0, 0.0], [-0.5, 0.0, 0.5], [0.0, -1.0, 1.0]])
+    g = tg.grad(lambda a: np.sum(np.gradient(a) * u))(f)
+    np.testing.assert_array_equal(g, stencil1.T @ u)
+
+
+def test_gradient_in_a_traced_spacing():
+    f = np.array([[1.0, 4.0, 2.0, 0.5], [3.0, -1.0, 2.0, 2.5], [0.0, 1.5, -2.0, 1.0]])
+    for edge_order in (1, 2):
+
+        def out(a, h, e=edge_order):
+            return tg.sum(tg.stack(np.gradient(a, h, edge_order=e)) ** 2)
+
+        check_grads(out, (f, 0.7), argnums=(0, 1), order=2)
+        # every term is divided by h: d out / dh = -2 out / h
+        np.testing.assert_allclose(tg.grad(out, argnums=1)(f, 0.7), -2 * out(f, 0.7) / 0.7)
+    # one traced spacing per axis, one of them constant coordinates
+    check_grads(
+        lambda a, h: tg.sum(tg.stack(np.gradient(a, h, np.array([0.0, 1.0, 3.0, 3.5]))) ** 2),
+        (f, 0.5),
+        argnums=(0, 1),
+        order=2,
+    )
+
+
+def test_gradient_refuses_what_numpy_refuses_and_traced_coordinates():
+    f = np.ones((2, 3))
+    with pytest.raises(ValueError, match="at least \\(edge_order \\+ 1\\) elements"):
+        tg.grad(lambda a: tg.sum(np.gradient(a, edge_order=2)[0]))(f)
+    with pytest.raises(TypeError, match="invalid number of arguments"):
+        tg.grad(lambda a: tg.sum(np.gradient(a, 1.0, 2.0, 3.0)[0]))(f)
+    with pytest.raises(ValueError, match="greater than 2"):
+        tg.grad(lambda a: tg.sum(np.gradient(a, edge_order=3)))(np.ones(5))
+    with pytest.raises(TypeError, match="coordinate arrays are not differentiated"):
+        tg.grad(lambda x: tg.sum(np.gradient(np.ones(3), x)))(np.array([0.0, 1.0, 3.0]))

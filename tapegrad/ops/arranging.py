@@ -1,12 +1,12 @@
 """Ops that rearrange, repeat or pick elements: flips, rolls, tiles, padding, diagonals and
-triangles, ``take_along_axis``, ``sort`` and ``select``.
+triangles, ``take_along_axis``, ``sort``, ``partition`` and ``select``.
 
 Each rule sends the cotangent back along the same arrangement, transposed: a flip or a roll
 by its inverse, a copy (``tile``, ``repeat``, ``pad``) by summing the copies, a pick
 (``diagonal``, ``take_along_axis``, ``sort``) by scattering ``g`` back into zeros, repeated
 picks adding up. The positions a rule scatters to are computed from shapes and parameters,
-or, for ``sort``, by a recorded ``argsort`` of the input, so a replayed tape finds the new
-permutation.
+or, for ``sort`` and ``partition``, by a recorded ``argsort`` of the input (and, for
+``partition``, of the output), so a replayed tape finds the new permutation.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ __all__ = [
     "fliplr",
     "flipud",
     "pad",
+    "partition",
     "repeat",
     "roll",
     "rot90",
@@ -621,6 +622,76 @@ def sort(
     if stable is not None:  # numpy >= 2 only
         params["stable"] = stable
     return bind(SORT, (a,), params)
+
+
+def _partition_vjp(i, g, ans, a, kth, axis=-1, kind="introselect", order=None):
+    """Partitioning permutes, so ``g`` goes back through the permutation. Which input a
+    slot holds is found from the values, not from ``argpartition`` (whose order of the
+    non-``kth`` elements differs from ``partition``'s): ``ans`` and ``a`` hold the same
+    values, so the ``r``-th smallest slot of ``ans`` (a recorded stable ``argsort``) came
+    from the ``r``-th smallest element of ``a`` (another). Tied elements, in input order,
+    get the cotangents of their value's slots in output order, as for ``sort``.
+    """
+    shape = shape_of(a)
+    source = _argsort(a, axis=axis, kind="stable")  # input position of the r-th smallest
+    slot = _argsort(ans, axis=-1 if axis is None else axis, kind="stable")  # its output slot
+    if axis is None:
+        flat = scatter_add(getitem(g, slot), (math.prod(shape),), dtype_of(a), (source,))
+        return reshape(flat, shape)
+    ranked = getitem(g, _along_axis_index(slot, shape, axis))
+    return scatter_add(ranked, shape, dtype_of(a), _along_axis_index(source, shape, axis))
+
+
+PARTITION = Primitive("partition", np.partition, _partition_vjp)
+
+
+def _sample_partition(draw):
+    shape = draw.shape(min_dims=1)
+    axis = draw.choice((None, *range(-len(shape), len(shape))))
+    n = math.prod(shape) if axis is None else shape[axis]
+    kth = draw.choice((draw.integers(-n, n - 1), tuple(draw.integers(-n, n - 1) for _ in range(2))))
+    return (draw.array(shape, DISTINCT), kth), {"axis": axis}
+
+
+@op(
+    np.partition,
+    sample=_sample_partition,
+    convention="ties: as sort, tied elements (in input order) get the cotangents of the "
+    "slots holding their value (in output order); NaNs go last",
+)
+def partition(
+    a: ArrayLike,
+    kth: int | Sequence[int],
+    axis: int | None = -1,
+    kind: str = "introselect",
+    order: Any = None,
+) -> ArrayLike:
+    """A copy of ``a`` with each ``kth`` element (an int or a sequence, negative from the
+    end) where a sort along ``axis`` (of the flattened ``a`` for ``None``) puts it, smaller
+    or equal elements before it and greater or equal ones after, in numpy's order. Same
+    shape and dtype as ``a``. A traced value has no in-place ``x.partition``.
+
+    VJP: ``g`` scattered back through the permutation, slot to the input it holds.
+    (Slots and inputs are matched by rank, through two stable ``argsort`` calls.)
+    """
+    if order is not None:
+        raise ValueError(
+            "tg.partition: order= (fields of a structured array) is not supported; traced "
+            "values are float arrays"
+        )
+    if kind != "introselect":
+        raise ValueError(f"tg.partition: kind must be 'introselect' (got {kind!r})")
+    if type(kth) is Traced:
+        raise TypeError("tg.partition: kth must be integers known when tracing, not traced")
+    k = np.asarray(kth)
+    if k.dtype == np.bool_:
+        raise ValueError("tg.partition: booleans are unacceptable as partition index")
+    if k.dtype.kind not in "iu" or k.ndim > 1:
+        raise TypeError(f"tg.partition: kth must be an int or a sequence of ints, got {kth!r}")
+    if axis is not None:
+        axis = _axis_index(axis, len(shape_of(a)), "partition")
+    params = {"kth": _int_or_ints(k), "axis": axis, "kind": kind, "order": None}
+    return bind(PARTITION, (a,), params)
 
 
 # =======================================================================================

@@ -142,6 +142,7 @@ _NONDIFFERENTIABLE = (
     np.argmax,
     np.argmin,
     np.argsort,
+    np.argpartition,
     np.argwhere,
     np.flatnonzero,
     np.count_nonzero,
@@ -270,3 +271,14 @@ for _spec in REGISTRY.values():
     if _spec.method is not None:
         setattr(Traced, _spec.method, _method(_spec.function))
 Traced.conj = Traced.conjugate  # ndarray has both names
+
+
+def _traced_partition(self, *args, **kwargs):
+    """ndarray.partition works in place, which a traced value (immutable) cannot."""
+    raise TypeError(
+        "x.partition(kth) partitions x in place, and a traced value is never written into; "
+        "use y = np.partition(x, kth) (or tg.partition), which returns the partitioned copy"
+    )
+
+
+Traced.partition = _traced_partition

@@ -1,6 +1,7 @@
 """Reshaping, joining and splitting: ``concatenate``, ``stack``, ``take``, ``ravel``,
 ``squeeze``, ``expand_dims``, ``swapaxes``, ``moveaxis``, ``rollaxis``, ``broadcast_arrays``,
-the ``*stack`` and ``*split`` families, ``append`` and ``atleast_*d``.
+the ``*stack`` and ``*split`` families, ``append`` and ``atleast_*d``; ``linspace`` and
+``gradient``, numpy's arithmetic written with these ops.
 
 ``concatenate`` and ``stack`` are primitives: each rule hands every input its own slice of
 the cotangent. The rest are composites of them and of ``reshape``, ``transpose``,
@@ -29,11 +30,15 @@ from tapegrad.ops.core import (
     ArrayLike,
     broadcast_to,
     cast,
+    equal,
     getitem,
     reshape,
     transpose,
+    where,
     zero_vjp,
 )
+from tapegrad.ops.elementwise import floor
+from tapegrad.ops.reductions import any as _any
 from tapegrad.ops.registry import Interval, op
 from tapegrad.tape import Primitive, Traced, bind
 
@@ -49,8 +54,10 @@ __all__ = [
     "dsplit",
     "dstack",
     "expand_dims",
+    "gradient",
     "hsplit",
     "hstack",
+    "linspace",
     "moveaxis",
     "ravel",
     "rollaxis",
@@ -699,3 +706,229 @@ def take(a: ArrayLike, indices: ArrayLike, axis: int | None = None, mode: str = 
             raise ValueError(f"tg.take: mode must be 'raise', 'wrap' or 'clip', not {mode!r}")
         indices = bind(TAKE_INDEX, (indices,), {"size": shape_of(a)[ax], "mode": mode})
     return getitem(a, (slice(None),) * ax + (indices,))
+
+
+# =======================================================================================
+# Ranges and numerical derivatives: numpy's arithmetic, written with ops
+
+
+def _inexact_dtype(*values: ArrayLike) -> np.dtype:
+    """numpy's result type of ``values`` (Python numbers weak), made inexact: integers and
+    booleans give float64, as ``np.linspace`` does."""
+    dt = np.result_type(*(v if type(v) in (int, float, complex) else dtype_of(v) for v in values))
+    return dt if dt.kind in "fc" else np.result_type(dt, 1.0)
+
+
+def _in_dtype(v: ArrayLike, dt: np.dtype) -> ArrayLike:
+    """``v`` as a value of dtype ``dt`` (a traced value is cast, with a record)."""
+    if type(v) is Traced:
+        return v if dtype_of(v) == dt else cast(v, dt)
+    return np.asarray(v, dt)
+
+
+def _sample_linspace(draw):
+    start_shape, stop_shape = draw.broadcastable_shapes(2, max_dims=2)
+    num = draw.integers(0, 5)
+    endpoint = draw.choice((True, False))
+    ndim = 1 + len(np.broadcast_shapes(start_shape, stop_shape))
+    kwargs = {"num": num, "endpoint": endpoint, "axis": draw.integers(-ndim, ndim - 1)}
+    if (num - 1 if endpoint else num) > 0 and draw.choice((False, True)):
+        kwargs["retstep"] = True  # the step is NaN (not differentiable) otherwise
+    return (draw.array(start_shape, Interval()), draw.array(stop_shape, Interval())), kwargs
+
+
+@op(
+    np.linspace,
+    sample=_sample_linspace,
+    argnums=(0, 1),
+    convention="numpy's arithmetic, bit for bit: start + arange(num) * step, the last sample "
+    "is stop itself (endpoint=True); where some step is 0, arange(num) / div * (stop - start)",
+)
+def linspace(
+    start: ArrayLike,
+    stop: ArrayLike,
+    num: int = 50,
+    endpoint: bool = True,
+    retstep: bool = False,
+    dtype: Any = None,
+    axis: int = 0,
+    *,
+    device: Any = None,
+) -> Any:
+    """``num`` evenly spaced samples from ``start`` to ``stop`` (scalars or arrays, which
+    broadcast to a shape ``S``): an array of shape ``S`` with a new axis of length ``num``
+    inserted at ``axis``, and with ``retstep`` the step ``(stop - start) / div`` too
+    (shape ``S``; NaN, a Python float, when ``div = num - 1`` or ``num`` without endpoint is
+    0). The dtype is that of ``start`` and ``stop`` made inexact, or ``dtype`` (an integer
+    dtype floors the samples first, as numpy does). numpy's computation, op by op:
+    ``start + k * step`` for ``k = 0 .. num-1`` (``start + k / div * (stop - start)`` if
+    any step is 0), the last sample replaced by ``stop`` when ``endpoint``.
+
+    VJP: ``sum_k (1 - k/div) g_k`` to ``start``, ``sum_k (k/div) g_k`` to ``stop``.
+    (Sample ``k`` is ``(1 - k/div) start + (k/div) stop``, the last one ``stop`` itself
+    with ``endpoint``; the step's cotangent ``h`` adds ``-h/div`` and ``h/div``.)
+    """
+    if device not in (None, "cpu"):
+        raise ValueError(f"tg.linspace: device must be None or 'cpu', got {device!r}")
+    num = operator.index(num)
+    if num < 0:
+        raise ValueError(f"Number of samples, {num}, must be non-negative.")
+    div = (num - 1) if endpoint else num
+    start, stop = (
+        v if type(v) in (Traced, int, float, complex) else np.asanyarray(v) for v in (start, stop)
+    )
+    dt = _inexact_dtype(start, stop)
+    start, stop = _in_dtype(start, dt), _in_dtype(stop, dt)
+    delta = stop - start
+    k = np.arange(0, num, dtype=dt).reshape((-1,) + (1,) * len(shape_of(delta)))
+    if div > 0:
+        step = delta / div
+        # numpy's branch for denormal steps (gh-5437), taken when any step is 0: an op, so
+        # that a replayed tape decides it again
+        y = where(_any(equal(step, 0)), k / div * delta, k * step)
+    else:
+        step = np.nan
+        y = k * delta
+    y = y + start
+    if endpoint and num > 1:
+        y = where((np.arange(num) == num - 1).reshape(shape_of(k)), stop, y)
+    if axis != 0:
+        y = moveaxis(y, 0, axis)
+    if dtype is not None:
+        if np.issubdtype(dtype, np.integer):
+            y = floor(y)
+        if dtype_of(y) != np.dtype(dtype):
+            y = cast(y, dtype)
+    return (y, step) if retstep else y
+
+
+def _at(axis: int, ndim: int, index: slice) -> tuple:
+    """``index`` on ``axis`` of an ``ndim`` array, every other axis whole."""
+    return (slice(None),) * axis + (index,) + (slice(None),) * (ndim - axis - 1)
+
+
+def _spacing(spacing: ArrayLike, n: int) -> ArrayLike:
+    """One axis's spacing for :func:`gradient`: a scalar (maybe traced) as it is, or the
+    differences of constant coordinates, reduced to their first one when all are equal (as
+    numpy does, so that the uniform formulas give numpy's bits)."""
+    if not shape_of(spacing):
+        return spacing
+    if type(spacing) is Traced:
+        raise TypeError(
+            "tg.gradient: coordinate arrays are not differentiated; pass them as constants "
+            "(tg.stop_gradient(x)), or a traced scalar spacing"
+        )
+    x = np.asanyarray(spacing)
+    if x.ndim != 1:
+        raise ValueError("distances must be either scalars or 1d")
+    if len(x) != n:
+        raise ValueError("when 1d, distances must match the length of the corresponding dimension")
+    if np.issubdtype(x.dtype, np.integer):
+        x = x.astype(np.float64)
+    dx = np.diff(x)
+    return dx[0] if (dx == dx[0]).all() else dx
+
+
+def _one_gradient(f: ArrayLike, axis: int, dx: ArrayLike, edge_order: int, otype: Any) -> Any:
+    """numpy's ``gradient`` of ``f`` along one axis, expression by expression."""
+    nd = len(shape_of(f))
+
+    def part(start: int | None, stop: int | None) -> ArrayLike:
+        return getitem(f, _at(axis, nd, slice(start, stop)))
+
+    def along(c: np.ndarray) -> np.ndarray:  # coefficients, one per slice along axis
+        return c.reshape(tuple(-1 if d == axis else 1 for d in range(nd)))
+
+    uniform = not shape_of(dx)
+    if uniform:
+        interior = (part(2, None) - part(None, -2)) / (2.0 * dx)
+    else:
+        dx1, dx2 = dx[0:-1], dx[1:]
+        a = along(-(dx2) / (dx1 * (dx1 + dx2)))
+        b = along((dx2 - dx1) / (dx1 * dx2))
+        c = along(dx1 / (dx2 * (dx1 + dx2)))
+        interior = a * part(None, -2) + b * part(1, -1) + c * part(2, None)
+    if edge_order == 1:
+        first = (part(1, 2) - part(0, 1)) / (dx if uniform else dx[0])
+        last = (part(-1, None) - part(-2, -1)) / (dx if uniform else dx[-1])
+    else:
+        if uniform:
+            a, b, c = -1.5 / dx, 2.0 / dx, -0.5 / dx
+        else:
+            dx1, dx2 = dx[0], dx[1]
+            a = -(2.0 * dx1 + dx2) / (dx1 * (dx1 + dx2))
+            b = (dx1 + dx2) / (dx1 * dx2)
+            c = -dx1 / (dx2 * (dx1 + dx2))
+        first = a * part(0, 1) + b * part(1, 2) + c * part(2, 3)
+        if uniform:
+            a, b, c = 0.5 / dx, -2.0 / dx, 1.5 / dx
+        else:
+            dx1, dx2 = dx[-2], dx[-1]
+            a = (dx2) / (dx1 * (dx1 + dx2))
+            b = -(dx2 + dx1) / (dx1 * dx2)
+            c = (2.0 * dx2 + dx1) / (dx2 * (dx1 + dx2))
+        last = a * part(-3, -2) + b * part(-2, -1) + c * part(-1, None)
+    pieces = [p if dtype_of(p) == otype else cast(p, otype) for p in (first, interior, last)]
+    return concatenate(pieces, axis=axis)
+
+
+def _sample_gradient(draw):
+    edge_order = draw.choice((1, 2))
+    shape = draw.shape(min_dims=1, min_side=edge_order + 1)
+    kwargs = {"axis": draw.axis(len(shape)), "edge_order": edge_order}
+    return (draw.array(shape, Interval()), draw.array((), Interval(0.5, 2.0))), kwargs
+
+
+@op(
+    np.gradient,
+    sample=_sample_gradient,
+    argnums=(0, 1),
+    convention="numpy's formulas, bit for bit: central differences inside, one-sided "
+    "differences of order edge_order at the two ends",
+)
+def gradient(f: ArrayLike, *varargs: ArrayLike, axis: Any = None, edge_order: int = 1) -> Any:
+    """numpy's ``gradient``: the rate of change of samples ``f`` along each of ``axis`` (all
+    axes by default), one array of ``f``'s shape per axis (a tuple of them for several
+    axes, as numpy 2). Spacings: none (1), one scalar for every axis, or one per axis,
+    each a scalar ``h`` (maybe traced) or constant coordinates ``x`` (1-d, the axis'
+    length). Inside, ``(f[i+1] - f[i-1]) / 2h`` (second order, the three-point formula for
+    uneven ``x``); at the ends, one-sided differences of order ``edge_order`` (1:
+    ``(f[1] - f[0]) / h``; 2: ``(-3/2 f[0] + 2 f[1] - 1/2 f[2]) / h``). Float ``f`` keeps
+    its dtype; integer ``f`` gives float64.
+
+    VJP: ``g`` through the transposed stencils to ``f``; ``-<g, out> / h`` to a scalar ``h``.
+    (``out`` is linear in ``f``, and a scalar spacing ``h`` divides every term.)
+    """
+    f = f if type(f) is Traced else np.asanyarray(f)
+    shape = shape_of(f)
+    nd = len(shape)
+    if axis is None:
+        axes = tuple(range(nd))
+    else:
+        axes = _axes(axis, nd, "gradient")
+        if len(set(axes)) != len(axes):
+            raise ValueError("repeated axis")
+    if not varargs:
+        spacings = [1.0] * len(axes)
+    elif len(varargs) == 1 and not shape_of(varargs[0]):
+        spacings = [varargs[0]] * len(axes)
+    elif len(varargs) == len(axes):
+        spacings = [_spacing(h, shape[ax]) for h, ax in zip(varargs, axes, strict=True)]
+    else:
+        raise TypeError("invalid number of arguments")
+    if edge_order > 2:
+        raise ValueError("'edge_order' greater than 2 not supported")
+    otype = dtype_of(f)
+    if otype.kind not in "fc":
+        if otype.kind in "iu":
+            f = cast(f, np.float64)
+        otype = np.dtype(np.float64)
+    outs = []
+    for ax, dx in zip(axes, spacings, strict=True):
+        if shape[ax] < edge_order + 1:
+            raise ValueError(
+                "Shape of array too small to calculate a numerical gradient, "
+                "at least (edge_order + 1) elements are required."
+            )
+        outs.append(_one_gradient(f, ax, dx, edge_order, otype))
+    return outs[0] if len(outs) == 1 else _SEVERAL(outs)
