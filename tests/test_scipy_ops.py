@@ -51,8 +51,15 @@ def _not_covered_by(test) -> list[str]:
 
 def test_every_function_of_the_package_is_registered():
     names = {f"special.{n}" for n in special.__all__} | {f"linalg.{n}" for n in linalg.__all__}
-    names |= {f"stats.norm.{n}" for n in ("pdf", "logpdf", "cdf", "logcdf")}
-    names |= {"stats.multivariate_normal.logpdf"}
+    names |= {
+        f"stats.norm.{n}" for n in ("pdf", "logpdf", "cdf", "logcdf", "sf", "logsf", "ppf", "isf")
+    }
+    names |= {"stats.t.logpdf", "stats.t.pdf", "stats.t.cdf"}
+    names |= {
+        f"stats.{d}.{n}" for d in ("chi2", "gamma", "beta", "dirichlet") for n in ("logpdf", "pdf")
+    }
+    names |= {"stats.poisson.logpmf", "stats.poisson.pmf"}
+    names |= {"stats.multivariate_normal.logpdf", "stats.multivariate_normal.pdf"}
     assert names == set(SCIPY_OPS)
 
 
@@ -127,7 +134,9 @@ def test_scipy_ufuncs_on_traced_values_run_the_op(name, data):
 def test_which_scipy_functions_dispatch():
     ufuncs = {
         "erf", "erfc", "erfinv", "ndtr", "log_ndtr", "gammaln", "digamma", "betaln",
-        "expit", "logit", "xlogy", "xlog1py",
+        "expit", "logit", "xlogy", "xlog1py", "erfcinv", "ndtri", "gamma", "rgamma",
+        "gammasgn", "beta", "poch", "gammainc", "gammaincc", "betainc", "stdtr", "j0", "j1",
+        "y0", "y1", "jv", "jn", "yv", "yn", "i0", "i1", "iv", "ive",
     }  # fmt: skip
     assert {n.removeprefix("special.") for n in UFUNC_OPS} == ufuncs
     assert BY_NUMPY[scipy.special.psi] is special.digamma  # psi is digamma's other name
@@ -482,3 +491,287 @@ def test_multivariate_normal_errors():
         stats.multivariate_normal.logpdf(np.zeros(3), np.zeros(2))
     with pytest.raises(np.linalg.LinAlgError):
         stats.multivariate_normal.logpdf(np.zeros(2), cov=-np.eye(2))
+
+
+# ---------------------------------------------------------------------------------------
+# special: the gamma family, incomplete functions, Bessel functions, inverses
+
+
+def _slope(f, x):
+    """d/dx sum(f(x)), elementwise for an elementwise f."""
+    return tg.grad(lambda t: tg.sum(f(t)))(np.asarray(x, float))
+
+
+def test_rgamma_slope_at_the_poles_of_gamma_is_finite():
+    # 1/Gamma is entire: at x = -n its value is 0 and its slope (-1)^n n!, where the
+    # product -rgamma(x) digamma(x) would be 0 * nan
+    x = np.array([0.0, -1.0, -2.0, -3.0])
+    np.testing.assert_array_equal(special.rgamma(x), 0.0)
+    np.testing.assert_allclose(_slope(special.rgamma, x), [1.0, -1.0, 2.0, -6.0], rtol=1e-14)
+    # second derivative at the poles too (finite differences of the first)
+    check_grads(special.rgamma, (np.array([-2.0, -1.0, 0.0, 0.3, 0.5, 2.0]),), order=3)
+    np.testing.assert_allclose(
+        _slope(special.gamma, [0.5, 3.0]),
+        scipy.special.gamma([0.5, 3.0]) * scipy.special.digamma([0.5, 3.0]),
+    )
+    np.testing.assert_array_equal(_slope(special.gammasgn, [-1.5, 0.5]), [0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("f", "args", "argument"),
+    [
+        (special.gammainc, (1.5, 0.7), "a"),
+        (special.gammaincc, (1.5, 0.7), "a"),
+        (special.betainc, (1.5, 2.0, 0.3), "a"),
+        (special.stdtr, (3.0, 0.7), "df"),
+        (special.jv, (1.5, 0.7), "v"),
+        (special.yv, (1.5, 0.7), "v"),
+        (special.iv, (1.5, 0.7), "v"),
+        (special.ive, (1.5, 0.7), "v"),
+        (special.yn, (2.0, 0.7), "n"),
+    ],
+)
+def test_arguments_without_a_rule_raise_instead_of_giving_zero(f, args, argument):
+    name = f.__name__
+    with pytest.raises(
+        NotImplementedError, match=rf"special\.{name}: no derivative with respect to {argument}"
+    ):
+        tg.grad(f, argnums=0)(*args)
+    if f is special.betainc:
+        with pytest.raises(NotImplementedError, match="with respect to b"):
+            tg.grad(f, argnums=1)(*args)
+    # the differentiable argument alone works, and so do both with the parameter constant
+    tg.grad(f, argnums=len(args) - 1)(*args)
+
+
+def test_incomplete_gamma_and_beta_slopes_are_the_densities():
+    a, x = np.array([0.5, 1.0, 2.5]), np.array([0.3, 1.0, 4.0])
+    density = x ** (a - 1) * np.exp(-x) / scipy.special.gamma(a)
+    gx = tg.grad(lambda x: tg.sum(special.gammainc(a, x)))(x)
+    np.testing.assert_allclose(gx, density, rtol=1e-13)
+    gx = tg.grad(lambda x: tg.sum(special.gammaincc(a, x)))(x)
+    np.testing.assert_allclose(gx, -density, rtol=1e-13)
+    # at x = 0: infinite for a < 1, 1 for a = 1, 0 for a > 1
+    g0 = tg.grad(lambda x: tg.sum(special.gammainc(a, x)))(np.zeros(3))
+    np.testing.assert_array_equal(g0, [np.inf, 1.0, 0.0])
+    b, y = 2.5, np.array([0.1, 0.5, 0.9])
+    gy = tg.grad(lambda y: tg.sum(special.betainc(1.5, b, y)))(y)
+    np.testing.assert_allclose(gy, scipy.stats.beta.pdf(y, 1.5, b), rtol=1e-12)
+    # float32 in, float32 out when every argument is float32
+    a32, x32 = np.float32([1.5, 2.0]), np.float32([0.5, 1.0])
+    g32 = tg.grad(lambda x: tg.sum(special.gammainc(a32, x)))(x32)
+    assert special.gammainc(a32, x32).dtype == g32.dtype == np.float32
+    # the mixed derivative d/da d/dx P(a, x) exists (the density is differentiable in a)
+    mixed = tg.grad(lambda a: tg.grad(lambda x: special.gammainc(a, x))(1.3))(2.0)
+    h = 1e-6
+    fd = (scipy.stats.gamma.pdf(1.3, 2.0 + h) - scipy.stats.gamma.pdf(1.3, 2.0 - h)) / (2 * h)
+    np.testing.assert_allclose(mixed, fd, rtol=1e-7)
+
+
+def test_bessel_slopes_follow_the_recurrences_and_are_exact_at_zero():
+    x = np.array([0.0, 0.5, 2.0, 7.0])
+    np.testing.assert_allclose(_slope(special.j0, x), -scipy.special.j1(x), rtol=1e-14)
+    np.testing.assert_allclose(_slope(special.i0, x), scipy.special.i1(x), rtol=1e-14)
+    # J_1' = J_0 - J_1 / x and I_1' = I_0 - I_1 / x away from 0; 1/2 at 0
+    xs = x[1:]
+    np.testing.assert_allclose(
+        _slope(special.j1, xs),
+        scipy.special.j0(xs) - scipy.special.j1(xs) / xs,
+        rtol=1e-12,
+        atol=1e-15,
+    )
+    np.testing.assert_allclose(
+        _slope(special.i1, xs), scipy.special.i0(xs) - scipy.special.i1(xs) / xs, rtol=1e-12
+    )
+    assert _slope(special.j1, [0.0]) == _slope(special.i1, [0.0]) == 0.5
+    assert tg.grad(tg.grad(special.j1))(0.0) == tg.grad(tg.grad(special.i1))(0.0) == 0.0
+    y = np.array([0.5, 2.0, 7.0])
+    np.testing.assert_allclose(_slope(special.y0, y), -scipy.special.y1(y), rtol=1e-14)
+    np.testing.assert_allclose(
+        _slope(special.y1, y), scipy.special.y0(y) - scipy.special.y1(y) / y, rtol=1e-12
+    )
+    # integer orders: jn at negative x, yn against the real-order yv; orders broadcast
+    n = np.array([[0], [1], [3]])
+    np.testing.assert_allclose(
+        tg.grad(lambda t: tg.sum(special.jn(n, t)))(-x),
+        (scipy.special.jv(n - 1, -x) - scipy.special.jv(n + 1, -x)).sum(axis=0) / 2,
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        tg.grad(lambda t: tg.sum(special.yn(2, t)))(y),
+        tg.grad(lambda t: tg.sum(special.yv(2.0, t)))(y),
+        rtol=1e-12,
+    )
+    check_grads(lambda t: special.jn(2, t), (np.array([-3.0, 0.0, 1.5]),), order=3)
+
+
+def test_ive_slope_includes_the_scaling_and_uses_sign_zero_at_zero():
+    x = np.array([-2.0, -0.5, 0.5, 2.0])
+    v = 2.0  # an integer order: ive is defined for negative x
+    expected = scipy.special.ive(v, x) * (
+        (scipy.special.iv(v - 1, x) + scipy.special.iv(v + 1, x)) / 2 / scipy.special.iv(v, x)
+        - np.sign(x)
+    )
+    np.testing.assert_allclose(
+        tg.grad(lambda t: tg.sum(special.ive(v, t)))(x), expected, rtol=1e-12
+    )
+    check_grads(lambda t: special.ive(v, t), (x,), order=2)
+    # at 0 the kink of e^-|x|: mean of the one-sided slopes, (ive(1, 0) + ive(3, 0)) / 2 = 0
+    # for v = 2, and 1/2 for v = 1 (as I_1'(0))
+    assert tg.grad(lambda t: special.ive(1.0, t))(0.0) == 0.5
+
+
+def test_inverse_functions_slopes():
+    x = np.array([0.05, 0.5, 0.975])
+    z = scipy.special.ndtri(x)
+    np.testing.assert_allclose(_slope(special.ndtri, x), 1 / scipy.stats.norm.pdf(z), rtol=1e-12)
+    y = np.array([0.1, 1.0, 1.9])
+    w = scipy.special.erfcinv(y)
+    np.testing.assert_allclose(
+        _slope(special.erfcinv, y), -np.sqrt(np.pi) / 2 * np.exp(w**2), rtol=1e-13
+    )
+    assert _slope(special.erfcinv, [1.0]) == -np.sqrt(np.pi) / 2
+
+
+# ---------------------------------------------------------------------------------------
+# stats: the new distributions
+
+
+def test_norm_sf_ppf_isf_and_their_derivatives():
+    q, loc, scale = np.array([0.1, 0.5, 0.8]), 0.3, 2.0
+    for f in ("sf", "logsf", "ppf", "isf"):
+        arg = q if f in ("ppf", "isf") else q * 4 - 2
+        np.testing.assert_allclose(
+            getattr(stats.norm, f)(arg, loc, scale),
+            getattr(scipy.stats.norm, f)(arg, loc, scale),
+            rtol=1e-14,
+        )
+    z = scipy.special.ndtri(q)
+    gq, gl, gs = tg.grad(lambda *a: tg.sum(stats.norm.ppf(*a)), argnums=(0, 1, 2))(q, loc, scale)
+    np.testing.assert_allclose(gq, scale / scipy.stats.norm.pdf(z), rtol=1e-12)
+    np.testing.assert_allclose([gl, gs], [3.0, z.sum()], rtol=1e-12)
+    gq = tg.grad(lambda q: tg.sum(stats.norm.isf(q, loc, scale)))(q)
+    np.testing.assert_allclose(gq, -scale / scipy.stats.norm.pdf(z), rtol=1e-12)
+    # logsf stays finite far in the right tail, where sf underflows
+    g = tg.grad(lambda x: stats.norm.logsf(x))(40.0)
+    assert -40.03 < g < -40
+    with np.errstate(invalid="ignore", divide="ignore"):
+        got = stats.norm.ppf(np.array([0.0, 1.0, 1.5, 0.5]), 0.0, np.array([1.0, 1.0, 1.0, -1.0]))
+    np.testing.assert_array_equal(got, [-np.inf, np.inf, np.nan, np.nan])
+
+
+def test_shape_families_outside_the_support_and_with_bad_parameters():
+    x = np.array([-1.0, 0.0, 0.5, 2.0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for ours, theirs, args in (
+            (stats.chi2, scipy.stats.chi2, (2.0,)),
+            (stats.gamma, scipy.stats.gamma, (1.0,)),
+            (stats.beta, scipy.stats.beta, (1.0, 1.0)),
+            (stats.t, scipy.stats.t, (3.0,)),
+        ):
+            for f in ("logpdf", "pdf"):
+                for a in (args, tuple(-1.0 for _ in args)):
+                    for scale in (1.5, -1.0):
+                        got = getattr(ours, f)(x, *a, 0.2, scale)
+                        want = getattr(theirs, f)(x, *a, 0.2, scale)
+                        np.testing.assert_allclose(got, want, rtol=1e-13)
+    # outside the support the value is constant: slope 0 in x and in the parameters (the
+    # unused branch is fed a point of the support, so no log of a negative number, whose
+    # nan times the zero cotangent would be nan, is computed)
+    outside = np.array([-1.0, -0.5])
+    for ours, args in ((stats.chi2, (3.0,)), (stats.gamma, (2.5,)), (stats.beta, (2.0, 3.0))):
+        nums = tuple(range(len(args) + 3))
+        grads = tg.grad(lambda *a, d=ours: tg.sum(d.logpdf(*a)), argnums=nums)(
+            outside, *args, 0.0, 1.0
+        )
+        np.testing.assert_array_equal(np.concatenate([np.ravel(g) for g in grads]), 0.0)
+    g = tg.grad(lambda b: tg.sum(stats.beta.logpdf(np.array([1.5]), 2.0, b)))(3.0)
+    assert g == 0.0
+
+
+def test_t_distribution_derivatives_and_what_cdf_does_not_differentiate():
+    x, df, loc, scale = np.array([-1.0, 0.3, 2.0]), 4.5, 0.2, 1.3
+    check_grads(stats.t.logpdf, (x, df, loc, scale), argnums=(0, 1, 2, 3), order=2)
+    z = (x - loc) / scale
+    gx = tg.grad(lambda x: tg.sum(stats.t.cdf(x, df, loc, scale)))(x)
+    np.testing.assert_allclose(gx, scipy.stats.t.pdf(x, df, loc, scale), rtol=1e-12)
+    gs = tg.grad(lambda s: tg.sum(stats.t.cdf(x, df, loc, s)))(scale)
+    np.testing.assert_allclose(gs, -np.sum(scipy.stats.t.pdf(z, df) * z / scale), rtol=1e-12)
+    with pytest.raises(NotImplementedError, match="stdtr: no derivative with respect to df"):
+        tg.grad(lambda d: tg.sum(stats.t.cdf(x, d)))(df)
+    # d logpdf / d df in closed form
+    w = (df + 1) * z / (df + z**2)
+    gd = tg.grad(lambda d: tg.sum(stats.t.logpdf(x, d, loc, scale)))(df)
+    expected = (
+        scipy.special.digamma((df + 1) / 2)
+        - scipy.special.digamma(df / 2)
+        - 1 / df
+        - np.log1p(z**2 / df)
+        + w * z / df
+    ) / 2
+    np.testing.assert_allclose(gd, expected.sum(), rtol=1e-12)
+
+
+def test_gamma_chi2_beta_gradients_in_closed_form():
+    x = np.array([0.5, 1.0, 3.0])
+    ga = tg.grad(lambda a: tg.sum(stats.gamma.logpdf(x, a)))(2.5)
+    np.testing.assert_allclose(ga, np.sum(np.log(x) - scipy.special.digamma(2.5)), rtol=1e-13)
+    gd = tg.grad(lambda d: tg.sum(stats.chi2.logpdf(x, d)))(3.0)
+    expected = np.sum(np.log(x) - scipy.special.digamma(1.5) - np.log(2)) / 2
+    np.testing.assert_allclose(gd, expected, rtol=1e-13)
+    p = np.array([0.2, 0.7])
+    gx, ga, gb = tg.grad(lambda *v: tg.sum(stats.beta.logpdf(*v)), argnums=(0, 1, 2))(p, 2.0, 3.0)
+    np.testing.assert_allclose(gx, 1 / p - 2 / (1 - p), rtol=1e-13)
+    dab = scipy.special.digamma(5.0)
+    np.testing.assert_allclose(ga, np.sum(np.log(p)) - 2 * (scipy.special.digamma(2.0) - dab))
+    np.testing.assert_allclose(gb, np.sum(np.log1p(-p)) - 2 * (scipy.special.digamma(3.0) - dab))
+
+
+def test_poisson_differentiates_mu_and_follows_scipy_on_counts():
+    k = np.array([0.0, 1.0, 4.0, 2.5, -1.0])
+    with np.errstate(divide="ignore"):
+        for f in ("logpmf", "pmf"):
+            np.testing.assert_array_equal(
+                getattr(stats.poisson, f)(k, 2.0), getattr(scipy.stats.poisson, f)(k, 2.0)
+            )
+        g = tg.grad(lambda m: tg.sum(stats.poisson.logpmf(k, m)))(2.0)
+    np.testing.assert_allclose(g, (0 + 1 + 4) / 2.0 - 3)  # k / mu - 1 at the valid counts
+    # mu = 0: logpmf(0, 0) = 0 with slope -1 (0 log 0 = 0)
+    assert stats.poisson.logpmf(0.0, 0.0) == 0.0
+    assert tg.grad(lambda m: stats.poisson.logpmf(0.0, m))(0.0) == -1.0
+    assert np.isnan(stats.poisson.logpmf(1.0, -1.0)) and np.isnan(scipy.stats.poisson.logpmf(1, -1))
+    gm = tg.grad(lambda m: tg.sum(stats.poisson.pmf(k[:3], m)))(2.0)
+    expected = np.sum(scipy.stats.poisson.pmf(k[:3], 2.0) * (k[:3] / 2.0 - 1))
+    np.testing.assert_allclose(gm, expected, rtol=1e-13)
+
+
+def test_dirichlet_components_on_the_first_axis_and_gradients():
+    alpha = np.array([1.5, 2.0, 0.7])
+    x = np.array([[0.2, 0.5], [0.3, 0.25], [0.5, 0.25]])  # two points, columns
+    np.testing.assert_allclose(
+        stats.dirichlet.logpdf(x, alpha), scipy.stats.dirichlet.logpdf(x, alpha)
+    )
+    # k - 1 components: the last is 1 - sum, and the gradient flows through it
+    np.testing.assert_allclose(
+        stats.dirichlet.pdf(x[:2], alpha), scipy.stats.dirichlet.pdf(x, alpha)
+    )
+    gx, ga = tg.grad(lambda x, a: tg.sum(stats.dirichlet.logpdf(x, a)), argnums=(0, 1))(x, alpha)
+    np.testing.assert_allclose(gx, (alpha[:, None] - 1) / x)
+    psi = scipy.special.digamma
+    np.testing.assert_allclose(ga, np.log(x).sum(axis=1) - 2 * (psi(alpha) - psi(alpha.sum())))
+    g2 = tg.grad(lambda x: tg.sum(stats.dirichlet.logpdf(x, alpha)))(x[:2])
+    np.testing.assert_allclose(g2, gx[:2] - gx[2])
+    with pytest.raises(ValueError, match="must hold 3 or 2 components"):
+        stats.dirichlet.logpdf(np.full(5, 0.2), alpha)
+
+
+def test_multivariate_normal_pdf_is_exp_logpdf():
+    rng = np.random.default_rng(6)
+    m = rng.normal(size=(3, 3))
+    cov, x, mean = m @ m.T + 3 * np.eye(3), rng.normal(size=(4, 3)), rng.normal(size=3)
+    np.testing.assert_allclose(
+        stats.multivariate_normal.pdf(x, mean, cov),
+        scipy.stats.multivariate_normal.pdf(x, mean, cov),
+        rtol=1e-13,
+    )
+    check_grads(stats.multivariate_normal.pdf, (x, mean, cov), argnums=(0, 1, 2), order=2)

@@ -3,10 +3,14 @@ derivatives (the optional ``scipy`` extra: ``pip install 'tapegrad[scipy]'``).
 
 Three modules mirror scipy's names and keywords:
 
-- :mod:`tapegrad.scipy.special`: ``erf erfc erfinv ndtr log_ndtr gammaln digamma polygamma
-  betaln expit logit xlogy xlog1py logsumexp softmax log_softmax``;
-- :mod:`tapegrad.scipy.stats`: ``norm`` (``pdf logpdf cdf logcdf``, ``loc`` and ``scale``
-  differentiable) and ``multivariate_normal.logpdf``;
+- :mod:`tapegrad.scipy.special`: ``erf erfc erfinv erfcinv ndtr ndtri log_ndtr gamma
+  rgamma gammasgn gammaln digamma polygamma beta betaln poch gammainc gammaincc betainc
+  stdtr j0 j1 jv jn y0 y1 yv yn i0 i1 iv ive expit logit xlogy xlog1py logsumexp softmax
+  log_softmax``;
+- :mod:`tapegrad.scipy.stats`: ``norm`` (``pdf logpdf cdf logcdf sf logsf ppf isf``,
+  ``loc`` and ``scale`` differentiable), ``t`` (``pdf logpdf cdf``), ``chi2``, ``gamma``,
+  ``beta`` (``pdf logpdf``), ``poisson`` (``pmf logpmf``), ``dirichlet`` (``pdf
+  logpdf``) and ``multivariate_normal`` (``pdf logpdf``);
 - :mod:`tapegrad.scipy.linalg`: ``solve_triangular cho_factor cho_solve``.
 
 Importing this package registers their ops, so scipy's own ufuncs dispatch to them on
