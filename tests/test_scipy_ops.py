@@ -217,6 +217,8 @@ def test_polygamma_broadcasts_integer_orders_and_does_not_differentiate_them():
     np.testing.assert_array_equal(special.polygamma(n, x), scipy.special.polygamma(n, x))
     g = tg.grad(lambda x: tg.sum(special.polygamma(n, x)))(x)
     np.testing.assert_allclose(g, scipy.special.polygamma(n + 1, x).sum(axis=0))
+    with pytest.raises(NotImplementedError, match=r"polygamma: no derivative with respect to n"):
+        tg.grad(lambda order: special.polygamma(order, 1.5))(1.0)  # an order, never a zero
 
 
 def test_error_function_derivatives():

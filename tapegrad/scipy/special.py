@@ -256,9 +256,9 @@ def digamma(x: ArrayLike) -> ArrayLike:
 
 def _polygamma_vjp(i, g, ans, n, x):
     """d polygamma(n, x)/dx = polygamma(n + 1, x); the order ``n`` is an integer, not
-    differentiated."""
+    differentiated (a traced ``n`` raises, never a zero)."""
     if i == 0:
-        return None
+        raise _not_differentiable("polygamma", "n", "x")
     return g * polygamma(n + 1, x)
 
 
@@ -274,7 +274,9 @@ def _sample_polygamma(draw):
 @op(sc.polygamma, name="special.polygamma", sample=_sample_polygamma, argnums=(1,), float32=False)
 def polygamma(n: ArrayLike, x: ArrayLike) -> ArrayLike:
     """``digamma`` differentiated ``n`` times (``n = 0`` is ``digamma``), broadcasting the
-    integer orders ``n`` against ``x``; ``n`` gets no cotangent.
+    integer orders ``n`` against ``x``; ``n`` is not differentiated (a traced ``n``, a
+    float standing for an order, raises :class:`NotImplementedError` if its derivative is
+    asked for).
 
     VJP: ``g polygamma(n + 1, x)``.
     """
