@@ -777,3 +777,16 @@ def test_multivariate_normal_pdf_is_exp_logpdf():
         rtol=1e-13,
     )
     check_grads(stats.multivariate_normal.pdf, (x, mean, cov), argnums=(0, 1, 2), order=2)
+
+
+def test_scipy_ufuncs_without_a_rule_are_named_as_scipys():
+    with pytest.raises(TypeError, match=r"^scipy\.special\.kv has no derivative rule"):
+        tg.grad(lambda x: tg.sum(scipy.special.kv(1, x)))(np.array([1.0, 2.0]))
+    # before tapegrad.scipy is imported, the error says to import it
+    code = (
+        "import numpy as np, scipy.special as sc, tapegrad as tg\n"
+        "try:\n    tg.grad(lambda x: tg.sum(sc.erf(x)))(np.ones(2))\n"
+        "except TypeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("scipy.special.erf on a traced value: import tapegrad.scipy")

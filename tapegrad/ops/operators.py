@@ -11,6 +11,8 @@ look the function up in the registry (:data:`~tapegrad.ops.registry.REGISTRY`, b
 from __future__ import annotations
 
 import math
+import sys
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +59,16 @@ def _traced_transpose(self, *axes):
     return transpose(self, axes or None)
 
 
-def _no_rule(name: str, detail: str = "") -> TypeError:
+def _no_rule(name: str, detail: str = "", ufunc: Any = None) -> TypeError:
+    special = sys.modules.get("scipy.special")
+    if ufunc is not None and special is not None and getattr(special, name, None) is ufunc:
+        if "tapegrad.scipy" not in sys.modules:  # scipy's rules are registered by that import
+            return TypeError(
+                f"scipy.special.{name}{detail} on a traced value: import tapegrad.scipy, "
+                "which registers scipy's functions with their derivatives (or call "
+                f"tapegrad.scipy.special.{name})"
+            )
+        return TypeError(f"scipy.special.{name}{detail} has no derivative rule in tapegrad")
     return TypeError(
         f"np.{name}{detail} has no derivative rule in tapegrad; use a tapegrad op "
         "(tg.exp, tg.sum, ...), or declare it as a primitive with its VJP (tg.primitive)"
@@ -112,7 +123,7 @@ def _traced_array_ufunc(self, ufunc, method, *inputs, **kwargs):
         if kwargs.pop("dtype", None) is not None or (kwargs and set(kwargs) != {"keepdims"}):
             raise TypeError(f"np.{ufunc.__name__}.{method} on a traced value takes axis only")
         return REGISTRY[table[ufunc]].function(x, axis=axis, **kwargs)
-    raise _no_rule(ufunc.__name__, "" if method == "__call__" else f".{method}")
+    raise _no_rule(ufunc.__name__, "" if method == "__call__" else f".{method}", ufunc)
 
 
 def _like(func):
