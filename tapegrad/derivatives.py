@@ -76,7 +76,8 @@ def jacobian(fun: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Calla
     For an output leaf of shape ``O`` and an input leaf of shape ``I`` the block has shape
     ``O + I``: ``jac[o + i] = d out[o] / d in[i]``. Pytrees nest as in JAX: the output's
     structure outside, the input's inside (a tuple over ``argnums`` when it is a tuple).
-    One VJP per output element, all replaying a single recorded forward pass.
+    One VJP per output element, all replaying a single recorded forward pass. Output
+    leaves must be real floating-point (a bool or integer output raises ``TypeError``).
     """
     nums, single = _normalize_argnums(argnums)
 
@@ -91,6 +92,12 @@ def jacobian(fun: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Calla
 
         out, vjp_fn = vjp(partial, *(args[k] for k in which))
         out_leaves, out_def = tree_flatten(out)
+        for leaf in out_leaves:
+            if np.dtype(dtype_of(leaf)).kind != "f":  # as grad: no derivative of a bool or int
+                raise TypeError(
+                    f"jacobian requires real floating-point outputs, got a leaf of dtype "
+                    f"{np.dtype(dtype_of(leaf))}: a comparison or a count has no derivative"
+                )
         blocks = []
         for j, leaf in enumerate(out_leaves):
             shape = shape_of(leaf)
