@@ -25,7 +25,7 @@ import numpy as np
 from tapegrad import ops
 from tapegrad.ops.axes import dtype_of, shape_of
 from tapegrad.pytree import check_like, tree_flatten, tree_leaves, tree_map, tree_unflatten
-from tapegrad.transforms import _normalize_argnums, _resolve_argnums, grad, vjp
+from tapegrad.transforms import _check_real, _normalize_argnums, _resolve_argnums, grad, vjp
 
 __all__ = ["hessian", "hvp", "jacobian", "jvp", "tree_vdot"]
 
@@ -93,11 +93,7 @@ def jacobian(fun: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Calla
         out, vjp_fn = vjp(partial, *(args[k] for k in which))
         out_leaves, out_def = tree_flatten(out)
         for leaf in out_leaves:
-            if np.dtype(dtype_of(leaf)).kind != "f":  # as grad: no derivative of a bool or int
-                raise TypeError(
-                    f"jacobian requires real floating-point outputs, got a leaf of dtype "
-                    f"{np.dtype(dtype_of(leaf))}: a comparison or a count has no derivative"
-                )
+            _check_real(leaf, "jacobian requires real floating-point outputs")
         blocks = []
         for j, leaf in enumerate(out_leaves):
             shape = shape_of(leaf)

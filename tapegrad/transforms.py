@@ -190,11 +190,16 @@ def _check_scalar(out: Any, fun: Callable, transform: str) -> None:
             f"{shape} {dtype}; reduce it first (tg.sum or tg.mean), or use tg.vjp or "
             "tg.jacobian for a non-scalar output"
         )
+    _check_real(out, f"{transform} requires {_name(fun)} to return a real floating-point scalar")
+
+
+def _check_real(out: Any, requirement: str) -> None:
+    """A ``TypeError`` stating ``requirement`` unless ``out`` has a real floating dtype: a
+    bool or an integer has no derivative, and complex outputs are not differentiated."""
     dtype = np.dtype(dtype_of(out))
-    if dtype.kind != "f":  # a bool or an integer has no derivative; complex ones none here
+    if dtype.kind != "f":
         raise TypeError(
-            f"{transform} requires {_name(fun)} to return a real floating-point scalar, "
-            f"got {dtype}: "
+            f"{requirement}, got {dtype}: "
             + (
                 "a comparison or a count has no derivative"
                 if dtype.kind in "biu"

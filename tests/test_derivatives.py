@@ -103,9 +103,9 @@ def test_pytree_jacobian_hessian_and_hvp():
 def test_jacobian_of_a_boolean_or_integer_output_is_a_type_error():
     # as grad: a comparison or a count has no derivative (JAX's jacrev refuses too)
     x = np.array([1.0, 2.0])
-    with pytest.raises(TypeError, match="real floating-point outputs, got a leaf of dtype bool"):
+    with pytest.raises(TypeError, match="real floating-point outputs, got bool"):
         tg.jacobian(lambda a: {"y": a * 2, "mask": a > 1})(x)
-    with pytest.raises(TypeError, match="dtype int64"):
+    with pytest.raises(TypeError, match="got int64"):
         tg.jacobian(lambda a: (a > 1).astype(np.int64))(x)
     np.testing.assert_array_equal(tg.jacobian(lambda a: a * 2)(x), 2 * np.eye(2))
 

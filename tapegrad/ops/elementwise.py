@@ -771,12 +771,12 @@ def float_power(x: ArrayLike, y: ArrayLike) -> ArrayLike:
 # Identity-like, magnitude, clipping and NaN-ignoring extrema
 
 
-def _positive_vjp(i, g, ans, x):
-    """d(+x)/dx = 1."""
+def _identity_vjp(i, g, ans, x):
+    """d(+x)/dx = 1 (and d re(x)/dx = d conj(x)/dx = 1 for real x)."""
     return g
 
 
-POSITIVE = Primitive("positive", np.positive, _positive_vjp)
+POSITIVE = Primitive("positive", np.positive, _identity_vjp)
 
 
 @op(np.positive, sample=unary())
@@ -1167,12 +1167,7 @@ def isreal(x: ArrayLike) -> ArrayLike:
 # raises.
 
 
-def _real_vjp(i, g, ans, val):
-    """d re(x)/dx = 1 for real x."""
-    return g
-
-
-REAL = Primitive("real", np.real, _real_vjp)
+REAL = Primitive("real", np.real, _identity_vjp)
 
 
 @op(np.real, sample=unary())
@@ -1197,12 +1192,7 @@ def imag(val: ArrayLike) -> ArrayLike:
     return bind(IMAG, (val,))
 
 
-def _conjugate_vjp(i, g, ans, x):
-    """d conj(x)/dx = 1 for real x (conj(x) = x)."""
-    return g
-
-
-CONJUGATE = Primitive("conjugate", np.conjugate, _conjugate_vjp)
+CONJUGATE = Primitive("conjugate", np.conjugate, _identity_vjp)
 
 
 @op(np.conjugate, sample=unary(), method="conjugate")

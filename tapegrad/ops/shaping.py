@@ -38,6 +38,7 @@ from tapegrad.ops.core import (
     zero_vjp,
 )
 from tapegrad.ops.elementwise import floor
+from tapegrad.ops.reductions import _along, _in_dtype
 from tapegrad.ops.reductions import any as _any
 from tapegrad.ops.registry import Interval, op
 from tapegrad.tape import Primitive, Traced, bind
@@ -719,13 +720,6 @@ def _inexact_dtype(*values: ArrayLike) -> np.dtype:
     return dt if dt.kind in "fc" else np.result_type(dt, 1.0)
 
 
-def _in_dtype(v: ArrayLike, dt: np.dtype) -> ArrayLike:
-    """``v`` as a value of dtype ``dt`` (a traced value is cast, with a record)."""
-    if type(v) is Traced:
-        return v if dtype_of(v) == dt else cast(v, dt)
-    return np.asarray(v, dt)
-
-
 def _sample_linspace(draw):
     start_shape, stop_shape = draw.broadcastable_shapes(2, max_dims=2)
     num = draw.integers(0, 5)
@@ -802,11 +796,6 @@ def linspace(
     return (y, step) if retstep else y
 
 
-def _at(axis: int, ndim: int, index: slice) -> tuple:
-    """``index`` on ``axis`` of an ``ndim`` array, every other axis whole."""
-    return (slice(None),) * axis + (index,) + (slice(None),) * (ndim - axis - 1)
-
-
 def _spacing(spacing: ArrayLike, n: int) -> ArrayLike:
     """One axis's spacing for :func:`gradient`: a scalar (maybe traced) as it is, or the
     differences of constant coordinates, reduced to their first one when all are equal (as
@@ -834,7 +823,7 @@ def _one_gradient(f: ArrayLike, axis: int, dx: ArrayLike, edge_order: int, otype
     nd = len(shape_of(f))
 
     def part(start: int | None, stop: int | None) -> ArrayLike:
-        return getitem(f, _at(axis, nd, slice(start, stop)))
+        return getitem(f, _along(axis, slice(start, stop)))
 
     def along(c: np.ndarray) -> np.ndarray:  # coefficients, one per slice along axis
         return c.reshape(tuple(-1 if d == axis else 1 for d in range(nd)))
